@@ -1,0 +1,135 @@
+//! The HTTP surface: routes, extractors and response helpers. Handlers are
+//! thin: extract, call one service function, map the result.
+
+pub mod auth;
+pub mod body;
+pub mod discovery;
+pub mod middleware;
+pub mod resources;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::Value;
+
+use crate::error::{SCIM_JSON, ScimError};
+use crate::scim::service::Kind;
+
+/// HTTP-level settings the handlers need.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Public base URL (without `/scim/v2`), if configured.
+    pub base_url: Option<String>,
+    /// Body limits.
+    pub limits: body::BodyLimits,
+    /// Default page size, advertised in discovery.
+    pub default_page_size: usize,
+    /// Maximum page size, advertised in discovery.
+    pub max_page_size: usize,
+}
+
+/// The SCIM base URL (…/scim/v2) for links in responses.
+pub fn base_url(req: &HttpRequest, settings: &HttpSettings) -> String {
+    match &settings.base_url {
+        Some(b) => format!("{}/scim/v2", b.trim_end_matches('/')),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}/scim/v2", info.scheme(), info.host())
+        }
+    }
+}
+
+/// A 200 response with a SCIM JSON body.
+pub fn scim_json(body: Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(SCIM_JSON)
+        .body(body.to_string())
+}
+
+async fn not_found() -> Result<HttpResponse, ScimError> {
+    Err(ScimError::not_found(
+        "The requested endpoint does not exist.",
+    ))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ScimError> {
+    Err(ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "This method is not allowed on this endpoint.",
+    ))
+}
+
+async fn not_implemented(req: HttpRequest) -> Result<HttpResponse, ScimError> {
+    Err(ScimError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        format!("{} is not supported by this service provider.", req.path()),
+    ))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+async fn readyz(svc: web::Data<crate::scim::service::Service>) -> HttpResponse {
+    if svc.db.is_ready().await {
+        HttpResponse::Ok().content_type("text/plain").body("ready")
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("database unavailable")
+    }
+}
+
+fn resource_routes(cfg: &mut web::ServiceConfig, kind: Kind, endpoint: &str) {
+    use resources::*;
+    cfg.service(
+        web::resource(endpoint)
+            .app_data(kind)
+            .route(web::get().to(list_resources))
+            .route(web::post().to(create_resource))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(format!("{endpoint}/.search"))
+            .app_data(kind)
+            .route(web::post().to(search_resources))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(format!("{endpoint}/{{id}}"))
+            .app_data(kind)
+            .route(web::get().to(get_resource))
+            .route(web::put().to(replace_resource))
+            .route(web::patch().to(patch_resource))
+            .route(web::delete().to(delete_resource))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .service(
+            web::scope("/scim/v2")
+                .configure(|c| resource_routes(c, Kind::User, "/Users"))
+                .configure(|c| resource_routes(c, Kind::Group, "/Groups"))
+                .route(
+                    "/ServiceProviderConfig",
+                    web::get().to(discovery::get_service_provider_config),
+                )
+                .route(
+                    "/ResourceTypes",
+                    web::get().to(discovery::list_resource_types),
+                )
+                .route(
+                    "/ResourceTypes/{name}",
+                    web::get().to(discovery::get_resource_type),
+                )
+                .route("/Schemas", web::get().to(discovery::list_schemas))
+                .route("/Schemas/{id}", web::get().to(discovery::get_schema))
+                .route("/Bulk", web::to(not_implemented))
+                .route("/Me", web::to(not_implemented))
+                .default_service(web::to(not_found)),
+        )
+        .default_service(web::to(not_found));
+}

@@ -1,0 +1,303 @@
+//! `/Users` and `/Groups`: one set of handlers, parameterised by the
+//! resource kind the route was registered with.
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use super::body::read_json;
+use super::{HttpSettings, base_url};
+use crate::error::{SCIM_JSON, ScimError};
+use crate::scim::list::{LIST_RESPONSE_URN, ListParams};
+use crate::scim::project::Projection;
+use crate::scim::render::{Stored, render};
+use crate::scim::service::{Actor, Kind, Load, Service};
+
+impl FromRequest for Kind {
+    type Error = ScimError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.app_data::<Kind>()
+                .copied()
+                .ok_or_else(|| ScimError::not_found("The requested endpoint does not exist.")),
+        )
+    }
+}
+
+fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ScimError> {
+    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ScimError::invalid_syntax(format!("The query string is malformed: {e}")))
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+struct Ctx {
+    projection: Projection,
+    load: Load,
+}
+
+fn ctx(svc: &Service, kind: Kind, pairs: &[(String, String)]) -> Ctx {
+    let projection = svc.projection(
+        kind,
+        param(pairs, "attributes"),
+        param(pairs, "excludedAttributes"),
+    );
+    let rt = svc.resource_type(kind);
+    let load = Load {
+        members: kind == Kind::Group && projection.wants(rt, "members"),
+        groups: kind == Kind::User && projection.wants(rt, "groups"),
+    };
+    Ctx { projection, load }
+}
+
+fn if_match(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn respond(
+    status: StatusCode,
+    req: &HttpRequest,
+    settings: &HttpSettings,
+    svc: &Service,
+    kind: Kind,
+    stored: &Stored,
+    projection: &Projection,
+) -> HttpResponse {
+    let rt = svc.resource_type(kind);
+    let base = base_url(req, settings);
+    let mut doc = render(rt, stored, &base);
+    let location = doc
+        .get("meta")
+        .and_then(|m| m.get("location"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    projection.apply(rt, &mut doc);
+    let mut res = HttpResponse::build(status);
+    res.content_type(SCIM_JSON)
+        .insert_header((header::ETAG, stored.etag()));
+    if status == StatusCode::CREATED
+        && let Some(loc) = location
+    {
+        res.insert_header((header::LOCATION, loc));
+    }
+    res.body(Value::Object(doc).to_string())
+}
+
+/// `GET /Users`, `GET /Groups`.
+pub async fn list_resources(
+    req: HttpRequest,
+    kind: Kind,
+    actor: Actor,
+    svc: web::Data<Service>,
+    settings: web::Data<HttpSettings>,
+) -> Result<HttpResponse, ScimError> {
+    let pairs = query_pairs(&req)?;
+    let params = ListParams::from_pairs(&pairs, &svc.settings)?;
+    list_page(req, kind, actor, svc, settings, params).await
+}
+
+/// `POST /Users/.search`, `POST /Groups/.search`.
+pub async fn search_resources(
+    req: HttpRequest,
+    kind: Kind,
+    actor: Actor,
+    payload: web::Payload,
+    svc: web::Data<Service>,
+    settings: web::Data<HttpSettings>,
+) -> Result<HttpResponse, ScimError> {
+    let body = read_json(&req, payload, settings.limits).await?;
+    let params = ListParams::from_search_body(&body, &svc.settings)?;
+    list_page(req, kind, actor, svc, settings, params).await
+}
+
+async fn list_page(
+    req: HttpRequest,
+    kind: Kind,
+    actor: Actor,
+    svc: web::Data<Service>,
+    settings: web::Data<HttpSettings>,
+    params: ListParams,
+) -> Result<HttpResponse, ScimError> {
+    let rt = svc.resource_type(kind);
+    let projection = svc.projection(
+        kind,
+        params.attributes.as_deref(),
+        params.excluded_attributes.as_deref(),
+    );
+    // A list never embeds group members unless they are asked for by name.
+    let load = Load {
+        members: kind == Kind::Group && projection.asks_for("members"),
+        groups: kind == Kind::User && projection.wants(rt, "groups"),
+    };
+    let page = svc.list(&actor, kind, params, load).await?;
+    let base = base_url(&req, &settings);
+    let resources: Vec<Value> = page
+        .resources
+        .iter()
+        .map(|s| {
+            let mut doc = render(rt, s, &base);
+            projection.apply(rt, &mut doc);
+            Value::Object(doc)
+        })
+        .collect();
+    let body = json!({
+        "schemas": [LIST_RESPONSE_URN],
+        "totalResults": page.total,
+        "itemsPerPage": resources.len(),
+        "startIndex": page.start_index,
+        "Resources": resources,
+    });
+    Ok(HttpResponse::Ok()
+        .content_type(SCIM_JSON)
+        .body(body.to_string()))
+}
+
+/// `POST /Users`, `POST /Groups`.
+pub async fn create_resource(
+    req: HttpRequest,
+    kind: Kind,
+    actor: Actor,
+    payload: web::Payload,
+    svc: web::Data<Service>,
+    settings: web::Data<HttpSettings>,
+) -> Result<HttpResponse, ScimError> {
+    let body = read_json(&req, payload, settings.limits).await?;
+    let c = ctx(&svc, kind, &query_pairs(&req)?);
+    let stored = svc.create(&actor, kind, body, c.load).await?;
+    Ok(respond(
+        StatusCode::CREATED,
+        &req,
+        &settings,
+        &svc,
+        kind,
+        &stored,
+        &c.projection,
+    ))
+}
+
+/// `GET /Users/{id}`; answers 304 when `If-None-Match` names the current version.
+pub async fn get_resource(
+    req: HttpRequest,
+    kind: Kind,
+    actor: Actor,
+    id: web::Path<String>,
+    svc: web::Data<Service>,
+    settings: web::Data<HttpSettings>,
+) -> Result<HttpResponse, ScimError> {
+    let c = ctx(&svc, kind, &query_pairs(&req)?);
+    let stored = svc.get(&actor, kind, &id, c.load).await?;
+    let etag = stored.etag();
+    if let Some(inm) = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        && inm
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.trim_start_matches("W/") == etag.trim_start_matches("W/"))
+    {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    Ok(respond(
+        StatusCode::OK,
+        &req,
+        &settings,
+        &svc,
+        kind,
+        &stored,
+        &c.projection,
+    ))
+}
+
+/// `PUT /Users/{id}`.
+pub async fn replace_resource(
+    req: HttpRequest,
+    kind: Kind,
+    actor: Actor,
+    id: web::Path<String>,
+    payload: web::Payload,
+    svc: web::Data<Service>,
+    settings: web::Data<HttpSettings>,
+) -> Result<HttpResponse, ScimError> {
+    let body = read_json(&req, payload, settings.limits).await?;
+    let c = ctx(&svc, kind, &query_pairs(&req)?);
+    let stored = svc
+        .replace(&actor, kind, &id, body, if_match(&req), c.load)
+        .await?;
+    Ok(respond(
+        StatusCode::OK,
+        &req,
+        &settings,
+        &svc,
+        kind,
+        &stored,
+        &c.projection,
+    ))
+}
+
+/// `PATCH /Users/{id}`; `Prefer: return=minimal` answers 204.
+pub async fn patch_resource(
+    req: HttpRequest,
+    kind: Kind,
+    actor: Actor,
+    id: web::Path<String>,
+    payload: web::Payload,
+    svc: web::Data<Service>,
+    settings: web::Data<HttpSettings>,
+) -> Result<HttpResponse, ScimError> {
+    let body = read_json(&req, payload, settings.limits).await?;
+    let minimal = req
+        .headers()
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("return=minimal"));
+    let mut c = ctx(&svc, kind, &query_pairs(&req)?);
+    if minimal {
+        c.load = Load::default();
+    }
+    let stored = svc
+        .patch(&actor, kind, &id, body, if_match(&req), c.load)
+        .await?;
+    if minimal {
+        return Ok(HttpResponse::NoContent()
+            .insert_header((header::ETAG, stored.etag()))
+            .finish());
+    }
+    Ok(respond(
+        StatusCode::OK,
+        &req,
+        &settings,
+        &svc,
+        kind,
+        &stored,
+        &c.projection,
+    ))
+}
+
+/// `DELETE /Users/{id}`.
+pub async fn delete_resource(
+    req: HttpRequest,
+    kind: Kind,
+    actor: Actor,
+    id: web::Path<String>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    svc.delete(&actor, kind, &id, if_match(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

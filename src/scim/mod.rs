@@ -1,0 +1,13 @@
+//! The schema-driven SCIM core: schemas, normalisation, PATCH, filters,
+//! projection, rendering, and the resource operations built on them.
+
+pub mod filter;
+pub mod index;
+pub mod list;
+pub mod normalize;
+pub mod patch;
+pub mod path;
+pub mod project;
+pub mod render;
+pub mod schema;
+pub mod service;

@@ -1,0 +1,744 @@
+//! Resource operations: what a SCIM request does, from a validated body to
+//! one committed transaction that writes the resource, its index rows, its
+//! memberships and its audit row together.
+//!
+//! ```text
+//!  body ─▶ normalize / patch::apply ─▶ write_tx { check If-Match, uniqueness,
+//!          (outside the transaction)               resource + index + members + audit }
+//! ```
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::filter::{self, val_matches};
+use super::index::{INDEXED, display_of, index_entries, index_value, unique_keys};
+use super::list::{ListParams, sort_key};
+use super::normalize::{MemberRef, normalize};
+use super::patch::{self, MemberChange};
+use super::project::Projection;
+use super::render::{Stored, render};
+use super::schema::{Mutability, Registry, ResourceType};
+use crate::config::ScimSettings;
+use crate::error::ScimError;
+use crate::store::{self, AnyConnection, AuditEvent, Db, ResourceRow, StoreError};
+
+/// Which resource type a request addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    User,
+    Group,
+}
+
+impl Kind {
+    /// The resource type name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::User => "User",
+            Kind::Group => "Group",
+        }
+    }
+}
+
+/// Who is acting: the tenant and the token (by name, never the secret).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// The tenant namespace.
+    pub tenant: String,
+    /// The token's configured name.
+    pub token_id: String,
+}
+
+impl Actor {
+    fn label(&self) -> String {
+        format!("{}/{}", self.tenant, self.token_id)
+    }
+}
+
+/// What to load besides the document.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Load {
+    /// A group's members.
+    pub members: bool,
+    /// A user's groups.
+    pub groups: bool,
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct Page {
+    /// Total number of matches.
+    pub total: usize,
+    /// 1-based index of the first resource on the page.
+    pub start_index: usize,
+    /// The resources on this page.
+    pub resources: Vec<Stored>,
+}
+
+/// The resource service shared by all handlers.
+#[derive(Clone)]
+pub struct Service {
+    /// Schemas and resource types.
+    pub registry: Arc<Registry>,
+    /// The store.
+    pub db: Db,
+    /// Paging limits.
+    pub settings: Arc<ScimSettings>,
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+fn audit(actor: &Actor, action: &str, kind: Kind, id: &str, version: i64, at: &str) -> AuditEvent {
+    AuditEvent {
+        at: at.to_string(),
+        tenant: Some(actor.tenant.clone()),
+        actor: actor.label(),
+        action: action.to_string(),
+        resource_type: Some(kind.name().to_string()),
+        resource_id: Some(id.to_string()),
+        outcome: "success".into(),
+        detail: Some(json!({ "version": version }).to_string()),
+    }
+}
+
+fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
+    let Some(header) = if_match else {
+        return Ok(());
+    };
+    let current = super::render::etag(version);
+    let ok = header.split(',').map(str::trim).any(|t| {
+        t == "*" || t == current || t.trim_start_matches("W/") == current.trim_start_matches("W/")
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ScimError::new(
+            actix_web::http::StatusCode::PRECONDITION_FAILED,
+            "The resource has changed since the version given in If-Match.",
+        ))
+    }
+}
+
+/// Refuses changes to immutable attributes that already have a value.
+fn check_immutable(
+    rt: &ResourceType,
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+) -> Result<(), ScimError> {
+    let scopes = std::iter::once((None, rt.schema.as_ref())).chain(
+        rt.extensions
+            .iter()
+            .map(|(s, _)| (Some(s.id.as_str()), s.as_ref())),
+    );
+    for (ext, schema) in scopes {
+        let pick = |doc: &Map<String, Value>, name: &str| -> Option<Value> {
+            match ext {
+                None => doc.get(name).cloned(),
+                Some(urn) => doc.get(urn)?.get(name).cloned(),
+            }
+        };
+        for def in schema
+            .attributes
+            .iter()
+            .filter(|a| a.mutability == Mutability::Immutable)
+        {
+            if let Some(before) = pick(old, &def.name)
+                && pick(new, &def.name).as_ref() != Some(&before)
+            {
+                return Err(ScimError::mutability(format!(
+                    "Attribute '{}' is immutable.",
+                    def.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_doc(row: &ResourceRow) -> Result<Map<String, Value>, StoreError> {
+    serde_json::from_str(&row.data)
+        .map_err(|e| StoreError::Internal(format!("stored document {}: {e}", row.id)))
+}
+
+impl Service {
+    fn rt(&self, kind: Kind) -> &ResourceType {
+        match kind {
+            Kind::User => &self.registry.user,
+            Kind::Group => &self.registry.group,
+        }
+    }
+
+    /// The resource type definition for a kind.
+    pub fn resource_type(&self, kind: Kind) -> &ResourceType {
+        self.rt(kind)
+    }
+
+    /// POST: creates a resource.
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        body: Value,
+        load: Load,
+    ) -> Result<Stored, ScimError> {
+        let n = normalize(self.rt(kind), &body)?;
+        let reg = self.registry.clone();
+        let actor = actor.clone();
+        let stored = self
+            .db
+            .write(move |conn| {
+                let rt = rt_of(&reg, kind);
+                let at = now();
+                let row = ResourceRow {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    tenant: actor.tenant.clone(),
+                    resource_type: kind.name().into(),
+                    external_id: n
+                        .doc
+                        .get("externalId")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    display: display_of(&n.doc),
+                    data: Value::Object(n.doc.clone()).to_string(),
+                    version: 1,
+                    created: at.clone(),
+                    last_modified: at.clone(),
+                };
+                store::insert_resource(conn, &row)?;
+                store::replace_unique_keys(
+                    conn,
+                    &row.tenant,
+                    kind.name(),
+                    &row.id,
+                    &unique_keys(rt, &n.doc),
+                )?;
+                store::replace_index(
+                    conn,
+                    &row.tenant,
+                    kind.name(),
+                    &row.id,
+                    &index_entries(rt, &n.doc),
+                )?;
+                if let Some(members) = &n.members {
+                    add_members(conn, &row.tenant, &row.id, members)?;
+                }
+                store::insert_audit(conn, &audit(&actor, "scim.create", kind, &row.id, 1, &at))?;
+                load_side(conn, kind, row, load)
+            })
+            .await?;
+        Ok(stored)
+    }
+
+    /// GET by id.
+    pub async fn get(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        id: &str,
+        load: Load,
+    ) -> Result<Stored, ScimError> {
+        let tenant = actor.tenant.clone();
+        let id = id.to_string();
+        Ok(self
+            .db
+            .run(move |conn| {
+                let row = store::find_resource(conn, &tenant, kind.name(), &id)?;
+                load_side(conn, kind, row, load)
+            })
+            .await?)
+    }
+
+    /// PUT: replaces a resource's attributes (and a group's members).
+    pub async fn replace(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        id: &str,
+        body: Value,
+        if_match: Option<String>,
+        load: Load,
+    ) -> Result<Stored, ScimError> {
+        let n = normalize(self.rt(kind), &body)?;
+        let reg = self.registry.clone();
+        let actor = actor.clone();
+        let id = id.to_string();
+        Ok(self
+            .db
+            .write(move |conn| {
+                let rt = rt_of(&reg, kind);
+                let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
+                check_if_match(if_match.as_deref(), old.version)?;
+                check_immutable(rt, &parse_doc(&old)?, &n.doc)?;
+                let members = match kind {
+                    Kind::Group => vec![
+                        MemberChange::RemoveAll,
+                        MemberChange::Add(n.members.clone().unwrap_or_default()),
+                    ],
+                    Kind::User => Vec::new(),
+                };
+                let row = save(
+                    conn,
+                    rt,
+                    &actor,
+                    kind,
+                    old,
+                    n.doc,
+                    &members,
+                    "scim.replace",
+                    true,
+                )?;
+                load_side(conn, kind, row, load)
+            })
+            .await?)
+    }
+
+    /// PATCH: applies RFC 7644 §3.5.2 operations atomically.
+    pub async fn patch(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        id: &str,
+        body: Value,
+        if_match: Option<String>,
+        load: Load,
+    ) -> Result<Stored, ScimError> {
+        let ops = patch::parse(&body)?;
+        let reg = self.registry.clone();
+        let actor = actor.clone();
+        let id = id.to_string();
+        Ok(self
+            .db
+            .write(move |conn| {
+                let rt = rt_of(&reg, kind);
+                let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
+                check_if_match(if_match.as_deref(), old.version)?;
+                let old_doc = parse_doc(&old)?;
+                let patched = patch::apply(rt, &old_doc, &ops)?;
+                let n = normalize(rt, &Value::Object(patched.doc))?;
+                check_immutable(rt, &old_doc, &n.doc)?;
+                let changed = n.doc != old_doc;
+                let row = save(
+                    conn,
+                    rt,
+                    &actor,
+                    kind,
+                    old,
+                    n.doc,
+                    &patched.members,
+                    "scim.patch",
+                    changed,
+                )?;
+                load_side(conn, kind, row, load)
+            })
+            .await?)
+    }
+
+    /// DELETE.
+    pub async fn delete(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        id: &str,
+        if_match: Option<String>,
+    ) -> Result<(), ScimError> {
+        let actor = actor.clone();
+        let id = id.to_string();
+        Ok(self
+            .db
+            .write(move |conn| {
+                let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
+                check_if_match(if_match.as_deref(), old.version)?;
+                let at = now();
+                // Groups that lose this member change too.
+                let groups: Vec<String> = store::find_groups_of(conn, std::slice::from_ref(&id))?
+                    .into_iter()
+                    .map(|g| g.group_id)
+                    .collect();
+                store::delete_resource(conn, &actor.tenant, kind.name(), &id)?;
+                store::touch_resources(conn, &groups, &at)?;
+                store::insert_audit(
+                    conn,
+                    &audit(&actor, "scim.delete", kind, &id, old.version, &at),
+                )?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    /// GET list / `.search`: filter, sort and page.
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        params: ListParams,
+        load: Load,
+    ) -> Result<Page, ScimError> {
+        let rt = self.rt(kind);
+        let filter = match &params.filter {
+            Some(text) => {
+                let f = filter::parse(text)?;
+                filter::check(rt, &f)?;
+                Some(f)
+            }
+            None => None,
+        };
+        if let Some(s) = &params.sort_by {
+            sort_key(rt, s)?;
+        }
+        let reg = self.registry.clone();
+        let tenant = actor.tenant.clone();
+        Ok(self
+            .db
+            .run(move |conn| {
+                let rt = rt_of(&reg, kind);
+                let offset = params.start_index - 1;
+                if filter.is_none() && params.sort_by.is_none() {
+                    return page_unfiltered(conn, &tenant, kind, &params, load);
+                }
+                // Candidates: from the index when the filter pins an indexed
+                // attribute, else every resource of the type; the evaluator decides.
+                let candidates = match filter.as_ref().and_then(|f| index_probe(rt, f)) {
+                    Some((attr, value)) => {
+                        let ids =
+                            store::find_ids_by_index(conn, &tenant, kind.name(), &attr, &value)?;
+                        let mut rows =
+                            store::find_resources_by_ids(conn, &tenant, kind.name(), &ids)?;
+                        rows.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+                        rows
+                    }
+                    None => all_rows(conn, &tenant, kind)?,
+                };
+                let side = Load {
+                    members: kind == Kind::Group
+                        && filter
+                            .as_ref()
+                            .is_some_and(|f| filter::mentions(f, "members")),
+                    groups: kind == Kind::User
+                        && filter
+                            .as_ref()
+                            .is_some_and(|f| filter::mentions(f, "groups")),
+                };
+                let mut matched: Vec<(Stored, Map<String, Value>)> = Vec::new();
+                for row in candidates {
+                    let stored = load_side(conn, kind, row, side)?;
+                    let doc = render(rt, &stored, "");
+                    if filter
+                        .as_ref()
+                        .is_none_or(|f| filter::matches(rt, f, &Value::Object(doc.clone())))
+                    {
+                        matched.push((stored, doc));
+                    }
+                }
+                if let Some(s) = &params.sort_by {
+                    let key = sort_key(rt, s)?;
+                    matched.sort_by(|(_, a), (_, b)| {
+                        let o = key.compare(key.value(a), key.value(b));
+                        if params.descending { o.reverse() } else { o }
+                    });
+                }
+                let total = matched.len();
+                let mut resources = Vec::new();
+                for (stored, _) in matched.into_iter().skip(offset).take(params.count) {
+                    resources.push(load_side(conn, kind, stored.row, load)?);
+                }
+                Ok(Page {
+                    total,
+                    start_index: params.start_index,
+                    resources,
+                })
+            })
+            .await?)
+    }
+
+    /// Builds the projection for a request.
+    pub fn projection(
+        &self,
+        kind: Kind,
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+    ) -> Projection {
+        Projection::parse(self.rt(kind), attributes, excluded)
+    }
+}
+
+fn rt_of(reg: &Registry, kind: Kind) -> &ResourceType {
+    match kind {
+        Kind::User => &reg.user,
+        Kind::Group => &reg.group,
+    }
+}
+
+fn all_rows(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    kind: Kind,
+) -> Result<Vec<ResourceRow>, StoreError> {
+    let mut out = Vec::new();
+    loop {
+        let page = store::find_resources_page(conn, tenant, kind.name(), out.len() as i64, 1000)?;
+        let done = page.len() < 1000;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+fn page_unfiltered(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    kind: Kind,
+    params: &ListParams,
+    load: Load,
+) -> Result<Page, StoreError> {
+    use diesel::prelude::*;
+    use store::schema::resources;
+    let total: i64 = resources::table
+        .filter(resources::tenant.eq(tenant))
+        .filter(resources::resource_type.eq(kind.name()))
+        .count()
+        .get_result(conn)?;
+    let rows = if params.count == 0 {
+        Vec::new()
+    } else {
+        store::find_resources_page(
+            conn,
+            tenant,
+            kind.name(),
+            (params.start_index - 1) as i64,
+            params.count as i64,
+        )?
+    };
+    let mut resources = Vec::with_capacity(rows.len());
+    for row in rows {
+        resources.push(load_side(conn, kind, row, load)?);
+    }
+    Ok(Page {
+        total: total as usize,
+        start_index: params.start_index,
+        resources,
+    })
+}
+
+/// `attr eq "v"` on an indexed attribute, alone or inside an `and`.
+fn index_probe(rt: &ResourceType, f: &scim_v2::filter::Filter) -> Option<(String, String)> {
+    use scim_v2::filter::{AttrExp, CompValue, CompareOp, Filter, ValFilter};
+    match f {
+        Filter::Attr(AttrExp::Comparison(p, CompareOp::Eq, CompValue::Str(v))) => {
+            let r = rt.resolve(p.uri.as_deref(), &p.name, p.sub_attr.as_deref())?;
+            if r.extension.is_some() {
+                return None;
+            }
+            let path = match r.sub {
+                Some(s) => format!("{}.{}", r.attr.name, s.name),
+                None => r.attr.name.clone(),
+            };
+            INDEXED.contains(&path.as_str()).then(|| {
+                (
+                    path.to_ascii_lowercase(),
+                    index_value(r.sub.unwrap_or(r.attr), v),
+                )
+            })
+        }
+        Filter::ValuePath(vp) => {
+            let inner = match vp.filter.as_ref() {
+                ValFilter::Attr(e) => Some(e),
+                ValFilter::And(items) => items.iter().find_map(|i| match i {
+                    ValFilter::Attr(e @ AttrExp::Comparison(p, CompareOp::Eq, _))
+                        if p.name.eq_ignore_ascii_case("value") =>
+                    {
+                        Some(e)
+                    }
+                    _ => None,
+                }),
+                _ => None,
+            }?;
+            let AttrExp::Comparison(p, CompareOp::Eq, v) = inner else {
+                return None;
+            };
+            let mut path = vp.attr.clone();
+            path.sub_attr = Some(p.name.clone());
+            index_probe(
+                rt,
+                &Filter::Attr(AttrExp::Comparison(path, CompareOp::Eq, v.clone())),
+            )
+        }
+        Filter::And(items) => items.iter().find_map(|i| index_probe(rt, i)),
+        _ => None,
+    }
+}
+
+/// Loads members / groups as asked.
+fn load_side(
+    conn: &mut AnyConnection,
+    kind: Kind,
+    row: ResourceRow,
+    load: Load,
+) -> Result<Stored, StoreError> {
+    let members = if kind == Kind::Group && load.members {
+        Some(store::find_members(conn, &row.id)?)
+    } else {
+        None
+    };
+    let groups = if load.groups {
+        Some(store::find_groups_of(conn, std::slice::from_ref(&row.id))?)
+    } else {
+        None
+    };
+    Ok(Stored {
+        row,
+        members,
+        groups,
+    })
+}
+
+/// Validates member ids against the tenant and adds them.
+fn add_members(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    group_id: &str,
+    members: &[MemberRef],
+) -> Result<usize, StoreError> {
+    if members.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<String> = members.iter().map(|m| m.value.clone()).collect();
+    let kinds = store::find_kinds(conn, tenant, &ids)?;
+    let mut rows = Vec::with_capacity(members.len());
+    for m in members {
+        if m.value == group_id {
+            return Err(ScimError::invalid_value("A group cannot be a member of itself.").into());
+        }
+        let Some((_, kind)) = kinds.iter().find(|(id, _)| id == &m.value) else {
+            return Err(
+                ScimError::invalid_value(format!("Member '{}' does not exist.", m.value)).into(),
+            );
+        };
+        if let Some(t) = &m.kind
+            && t != kind
+        {
+            return Err(ScimError::invalid_value(format!(
+                "Member '{}' is a {kind}, not a {t}.",
+                m.value
+            ))
+            .into());
+        }
+        rows.push((m.value.clone(), kind.clone()));
+    }
+    store::add_members(conn, group_id, &rows)
+}
+
+/// Applies membership changes; returns whether any row changed.
+fn apply_member_changes(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    group_id: &str,
+    changes: &[MemberChange],
+    rt: &ResourceType,
+) -> Result<bool, StoreError> {
+    let mut changed = false;
+    let mut i = 0;
+    while i < changes.len() {
+        match &changes[i] {
+            // Replace-all: only touch the rows that differ.
+            MemberChange::RemoveAll if matches!(changes.get(i + 1), Some(MemberChange::Add(_))) => {
+                let Some(MemberChange::Add(new)) = changes.get(i + 1) else {
+                    unreachable!()
+                };
+                let current: HashSet<String> = store::find_members(conn, group_id)?
+                    .into_iter()
+                    .map(|m| m.member_id)
+                    .collect();
+                let wanted: HashSet<&String> = new.iter().map(|m| &m.value).collect();
+                let gone: Vec<String> = current
+                    .iter()
+                    .filter(|id| !wanted.contains(id))
+                    .cloned()
+                    .collect();
+                changed |= store::delete_members(conn, group_id, &gone)? > 0;
+                let fresh: Vec<MemberRef> = new
+                    .iter()
+                    .filter(|m| !current.contains(&m.value))
+                    .cloned()
+                    .collect();
+                changed |= add_members(conn, tenant, group_id, &fresh)? > 0;
+                i += 2;
+                continue;
+            }
+            MemberChange::RemoveAll => changed |= store::delete_all_members(conn, group_id)? > 0,
+            MemberChange::Add(new) => changed |= add_members(conn, tenant, group_id, new)? > 0,
+            MemberChange::Remove(ids) => changed |= store::delete_members(conn, group_id, ids)? > 0,
+            MemberChange::RemoveWhere(f) => {
+                let Some(def) = rt.schema.attr("members") else {
+                    return Ok(changed);
+                };
+                let gone: Vec<String> = store::find_members(conn, group_id)?
+                    .into_iter()
+                    .filter(|m| {
+                        let el = json!({"value": m.member_id, "display": m.display, "type": m.member_type});
+                        val_matches(def, f, &el)
+                    })
+                    .map(|m| m.member_id)
+                    .collect();
+                changed |= store::delete_members(conn, group_id, &gone)? > 0;
+            }
+        }
+        i += 1;
+    }
+    Ok(changed)
+}
+
+/// Writes a new version of a resource with its side tables and audit row.
+#[expect(clippy::too_many_arguments, reason = "one write, many parts")]
+fn save(
+    conn: &mut AnyConnection,
+    rt: &ResourceType,
+    actor: &Actor,
+    kind: Kind,
+    old: ResourceRow,
+    doc: Map<String, Value>,
+    members: &[MemberChange],
+    action: &str,
+    doc_changed: bool,
+) -> Result<ResourceRow, StoreError> {
+    let members_changed = apply_member_changes(conn, &actor.tenant, &old.id, members, rt)?;
+    if !doc_changed && !members_changed {
+        return Ok(old);
+    }
+    let at = now();
+    let row = ResourceRow {
+        external_id: doc
+            .get("externalId")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        display: display_of(&doc),
+        data: Value::Object(doc.clone()).to_string(),
+        version: old.version + 1,
+        last_modified: at.clone(),
+        ..old
+    };
+    if doc_changed {
+        store::replace_unique_keys(
+            conn,
+            &row.tenant,
+            kind.name(),
+            &row.id,
+            &unique_keys(rt, &doc),
+        )?;
+        store::replace_index(
+            conn,
+            &row.tenant,
+            kind.name(),
+            &row.id,
+            &index_entries(rt, &doc),
+        )?;
+    }
+    store::update_resource(conn, &row)?;
+    store::insert_audit(conn, &audit(actor, action, kind, &row.id, row.version, &at))?;
+    Ok(row)
+}

@@ -1,0 +1,87 @@
+//! Building and running the application: store, registry, tokens, HTTP
+//! server. Tests build it the same way on port 0 (`Application::build`).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::config::{Settings, TokenHash};
+use crate::http::auth::TokenStore;
+use crate::http::body::BodyLimits;
+use crate::http::{HttpSettings, configure, middleware};
+use crate::scim::schema::Registry;
+use crate::scim::service::Service;
+use crate::store::Db;
+
+/// A built, not yet running, gateway.
+pub struct Application {
+    port: u16,
+    server: Server,
+    service: Service,
+}
+
+impl Application {
+    /// Opens the store (applying migrations), loads schemas and binds the listener.
+    pub fn build(settings: &Settings, tokens: Vec<TokenHash>) -> anyhow::Result<Self> {
+        let db = Db::open(&settings.database).context("opening the database")?;
+        let registry = Arc::new(Registry::load(&settings.scim).context("loading schemas")?);
+        let service = Service {
+            registry: registry.clone(),
+            db,
+            settings: Arc::new(settings.scim.clone()),
+        };
+        let listener = TcpListener::bind(&settings.server.listen)
+            .with_context(|| format!("binding {}", settings.server.listen))?;
+        let port = listener.local_addr()?.port();
+        let http = HttpSettings {
+            base_url: settings.server.base_url.clone(),
+            limits: BodyLimits {
+                max_bytes: settings.server.max_body_bytes,
+                max_depth: settings.server.max_json_depth,
+            },
+            default_page_size: settings.scim.default_page_size,
+            max_page_size: settings.scim.max_page_size,
+        };
+        let tokens = web::Data::new(TokenStore::new(tokens));
+        let svc = web::Data::new(service.clone());
+        let reg = web::Data::from(registry);
+        let http = web::Data::new(http);
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(middleware::observe))
+                .app_data(tokens.clone())
+                .app_data(svc.clone())
+                .app_data(reg.clone())
+                .app_data(http.clone())
+                .configure(configure)
+        })
+        .listen(listener)?;
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        Ok(Self {
+            port,
+            server: server.run(),
+            service,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The resource service (for tests and the CLI).
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Runs until the server stops (SIGINT / SIGTERM).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,213 @@
+//! Connections: one diesel code base over SQLite (embedded default) and
+//! PostgreSQL (scale-out), an r2d2 pool, embedded migrations, and the write
+//! transaction that every change goes through.
+//!
+//! SQLite runs in WAL mode with `synchronous=NORMAL`, a busy timeout and
+//! foreign keys on, and every write transaction starts with
+//! `BEGIN IMMEDIATE`: a deferred transaction that later tries to write fails
+//! with "database is locked" under concurrent writers instead of waiting.
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::StoreError;
+use crate::config::DatabaseSettings;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    /// PostgreSQL.
+    Postgresql(PgConnection),
+    /// SQLite.
+    Sqlite(SqliteConnection),
+}
+
+/// Which backend a database URL selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A SQLite file path (or `:memory:`).
+    Sqlite(String),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl Target {
+    /// `postgres://` / `postgresql://` select PostgreSQL; `sqlite://path`,
+    /// `sqlite:path` or a bare path select SQLite.
+    pub fn parse(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Target::Postgres(url.to_string());
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        Target::Sqlite(path.to_string())
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Target::Postgres(_))
+    }
+}
+
+/// Opens connections for the pool and sets per-connection options.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    target: Target,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = StoreError;
+
+    fn connect(&self) -> Result<AnyConnection, StoreError> {
+        match &self.target {
+            Target::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000;
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA mmap_size = 1073741824;
+                     PRAGMA cache_size = -16000;",
+                )?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+            Target::Postgres(url) => {
+                let conn = PgConnection::establish(url)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                Ok(AnyConnection::Postgresql(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+        conn.batch_execute("SELECT 1").map_err(StoreError::from)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+/// The connection pool.
+pub type Pool = r2d2::Pool<Manager>;
+
+/// Builds the pool. The pool does not test connections on checkout (a
+/// `SELECT 1` per request costs up to a quarter of read throughput); a
+/// broken connection surfaces as an error on use and is replaced.
+pub fn build_pool(settings: &DatabaseSettings) -> Result<(Pool, Target), StoreError> {
+    let target = Target::parse(&settings.url);
+    if let Target::Sqlite(path) = &target
+        && let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", parent.display())))?;
+    }
+    let pool = r2d2::Pool::builder()
+        .max_size(settings.pool_size.max(1))
+        .min_idle(Some(1))
+        .test_on_check_out(false)
+        .connection_timeout(Duration::from_secs(settings.connect_timeout_secs.max(1)))
+        .build_unchecked(Manager {
+            target: target.clone(),
+        });
+    Ok((pool, target))
+}
+
+/// Applies pending migrations; a no-op when the schema is current. On
+/// PostgreSQL an advisory lock keeps two processes starting at once from racing.
+pub fn run_migrations(conn: &mut AnyConnection) -> Result<usize, StoreError> {
+    let applied = match conn {
+        AnyConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map_err(|e| StoreError::Migration(e.to_string()))?
+            .len(),
+        AnyConnection::Postgresql(c) => {
+            c.batch_execute("SELECT pg_advisory_lock(7243550118)")?;
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.len())
+                .map_err(|e| StoreError::Migration(e.to_string()));
+            c.batch_execute("SELECT pg_advisory_unlock(7243550118)")?;
+            result?
+        }
+    };
+    Ok(applied)
+}
+
+/// Runs `f` in one write transaction: `BEGIN IMMEDIATE` on SQLite (takes the
+/// write lock up front), `BEGIN` on PostgreSQL. Commits on `Ok`, rolls back on
+/// `Err` or panic. The transaction goes through diesel's transaction manager,
+/// so diesel's own nested transactions (savepoints) inside `f` stay correct.
+pub fn write_tx<T>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    let mut guard = RollbackGuard { conn, done: false };
+    let out = f(guard.conn)?;
+    guard.done = true;
+    match guard.conn {
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::commit_transaction(c)?,
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::commit_transaction(c)?,
+    }
+    Ok(out)
+}
+
+/// Rolls back an open transaction when dropped before commit, so that a
+/// connection never goes back to the pool inside a transaction.
+struct RollbackGuard<'a> {
+    conn: &'a mut AnyConnection,
+    done: bool,
+}
+
+impl Drop for RollbackGuard<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let result = match self.conn {
+            AnyConnection::Sqlite(c) => AnsiTransactionManager::rollback_transaction(c),
+            AnyConnection::Postgresql(c) => AnsiTransactionManager::rollback_transaction(c),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "rollback failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_backends() {
+        assert_eq!(
+            Target::parse("sqlite://data/x.db"),
+            Target::Sqlite("data/x.db".into())
+        );
+        assert_eq!(
+            Target::parse("/tmp/x.db"),
+            Target::Sqlite("/tmp/x.db".into())
+        );
+        assert!(Target::parse("postgres://u@h/db").is_postgres());
+        assert!(Target::parse("postgresql://u@h/db").is_postgres());
+    }
+}

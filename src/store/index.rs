@@ -1,0 +1,129 @@
+//! Side tables that make look-ups cheap: `attr_index` (attribute path →
+//! normalised value → resource) and `unique_keys` (server-enforced
+//! uniqueness, case-folded). Both are rewritten in the resource's write
+//! transaction, so they never disagree with the document.
+
+use diesel::prelude::*;
+
+use super::StoreError;
+use super::connection::AnyConnection;
+use super::schema::{attr_index, unique_keys};
+
+/// One indexed (attribute, value) pair of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Lower-cased attribute path, e.g. `username`, `emails.value`.
+    pub attr: String,
+    /// Normalised value (lower-cased unless the attribute is caseExact).
+    pub value: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = attr_index)]
+struct NewIndexRow<'a> {
+    tenant: &'a str,
+    resource_type: &'a str,
+    attr: &'a str,
+    value: &'a str,
+    resource_id: &'a str,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = unique_keys)]
+struct NewUniqueRow<'a> {
+    tenant: &'a str,
+    resource_type: &'a str,
+    attr: &'a str,
+    value: &'a str,
+    resource_id: &'a str,
+}
+
+/// Replaces a resource's index rows.
+pub fn replace_index(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    resource_id: &str,
+    entries: &[IndexEntry],
+) -> Result<(), StoreError> {
+    diesel::delete(attr_index::table.filter(attr_index::resource_id.eq(resource_id)))
+        .execute(conn)?;
+    let rows: Vec<NewIndexRow<'_>> = entries
+        .iter()
+        .map(|e| NewIndexRow {
+            tenant,
+            resource_type,
+            attr: &e.attr,
+            value: &e.value,
+            resource_id,
+        })
+        .collect();
+    for chunk in rows.chunks(100) {
+        batch_insert!(conn, attr_index::table, chunk);
+    }
+    Ok(())
+}
+
+/// Replaces a resource's unique keys; `Conflict` names the attribute taken.
+pub fn replace_unique_keys(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    resource_id: &str,
+    keys: &[IndexEntry],
+) -> Result<(), StoreError> {
+    diesel::delete(unique_keys::table.filter(unique_keys::resource_id.eq(resource_id)))
+        .execute(conn)?;
+    for key in keys {
+        let taken: Option<String> = unique_keys::table
+            .filter(unique_keys::tenant.eq(tenant))
+            .filter(unique_keys::resource_type.eq(resource_type))
+            .filter(unique_keys::attr.eq(&key.attr))
+            .filter(unique_keys::value.eq(&key.value))
+            .select(unique_keys::resource_id)
+            .first(conn)
+            .optional()?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "Another {resource_type} already has this {}.",
+                key.attr
+            )));
+        }
+        diesel::insert_into(unique_keys::table)
+            .values(NewUniqueRow {
+                tenant,
+                resource_type,
+                attr: &key.attr,
+                value: &key.value,
+                resource_id,
+            })
+            .execute(conn)
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!(
+                    "Another {resource_type} already has this {}.",
+                    key.attr
+                )),
+                other => other,
+            })?;
+    }
+    Ok(())
+}
+
+/// Ids of resources whose indexed `attr` equals `value`.
+pub fn find_ids_by_index(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    attr: &str,
+    value: &str,
+) -> Result<Vec<String>, StoreError> {
+    attr_index::table
+        .filter(attr_index::tenant.eq(tenant))
+        .filter(attr_index::resource_type.eq(resource_type))
+        .filter(attr_index::attr.eq(attr))
+        .filter(attr_index::value.eq(value))
+        .select(attr_index::resource_id)
+        .distinct()
+        .load(conn)
+        .map_err(StoreError::from)
+}

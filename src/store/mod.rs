@@ -1,0 +1,161 @@
+//! The identity store: diesel over SQLite or PostgreSQL. The HTTP layer never
+//! sees diesel; it calls the `find_*` / `insert_*` / `update_*` / `delete_*`
+//! functions here inside [`write_tx`] or [`Db::run`].
+
+/// Multi-row INSERT: `MultiConnection` cannot batch, so dispatch to the
+/// backend's own connection (one statement per chunk on both backends).
+macro_rules! batch_insert {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            $crate::store::AnyConnection::Sqlite(c) => {
+                diesel::insert_into($table).values($rows).execute(c)?
+            }
+            $crate::store::AnyConnection::Postgresql(c) => {
+                diesel::insert_into($table).values($rows).execute(c)?
+            }
+        }
+    };
+}
+
+mod audit;
+mod connection;
+mod index;
+mod members;
+mod resources;
+pub mod schema;
+
+use std::sync::Arc;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+pub use audit::{AuditEvent, count_audit_events, insert_audit};
+pub use connection::{AnyConnection, Pool, Target, build_pool, run_migrations, write_tx};
+pub use index::{IndexEntry, find_ids_by_index, replace_index, replace_unique_keys};
+pub use members::{
+    GroupRef, MemberRow, add_members, count_members, delete_all_members, delete_members,
+    find_groups_of, find_member_ids, find_members,
+};
+pub use resources::{
+    ResourceRow, delete_resource, find_kinds, find_resource, find_resources_by_ids,
+    find_resources_page, insert_resource, touch_resources, update_resource,
+};
+
+use crate::config::DatabaseSettings;
+use crate::error::ScimError;
+
+/// Errors from the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist (in this tenant).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness constraint was violated.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or is busy; retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// A request-level error found while inside a transaction.
+    #[error("{0}")]
+    Scim(#[from] ScimError),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(DieselError),
+    /// The blocking task failed.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::NotFound => StoreError::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                StoreError::Conflict(info.message().to_string())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                StoreError::Unavailable(info.message().to_string())
+            }
+            DieselError::DatabaseError(_, ref info)
+                if info.message().contains("database is locked")
+                    || info.message().contains("terminating connection")
+                    || info.message().contains("server closed the connection") =>
+            {
+                StoreError::Unavailable(info.message().to_string())
+            }
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Handle to the store: a pool and the backend it talks to.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    target: Arc<Target>,
+}
+
+impl Db {
+    /// Builds the pool and applies migrations.
+    pub fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let (pool, target) = build_pool(settings)?;
+        let db = Db {
+            pool,
+            target: Arc::new(target),
+        };
+        let mut conn = db.pool.get()?;
+        let applied = run_migrations(&mut conn)?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrations applied");
+        }
+        Ok(db)
+    }
+
+    /// The backend this store uses.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Runs blocking store work off the async executor.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    /// Runs `f` in a write transaction, off the async executor.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.run(move |conn| write_tx(conn, f)).await
+    }
+
+    /// Whether the database answers.
+    pub async fn is_ready(&self) -> bool {
+        self.run(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1").map_err(StoreError::from)
+        })
+        .await
+        .is_ok()
+    }
+}

@@ -1,0 +1,164 @@
+//! The `resources` table: one row per User or Group, the document as JSON
+//! text plus the columns queries and ETags need.
+
+use diesel::prelude::*;
+
+use super::StoreError;
+use super::connection::AnyConnection;
+use super::schema::resources;
+
+/// One stored resource.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = resources)]
+pub struct ResourceRow {
+    /// Server-assigned id (UUID text).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// `User` or `Group`.
+    pub resource_type: String,
+    /// The client's `externalId`.
+    pub external_id: Option<String>,
+    /// Display name used for member and group references.
+    pub display: Option<String>,
+    /// The normalised document (without `id`, `meta` and group members).
+    pub data: String,
+    /// Incremented on every change; the ETag.
+    pub version: i64,
+    /// RFC 3339 UTC creation time.
+    pub created: String,
+    /// RFC 3339 UTC time of the last change.
+    pub last_modified: String,
+}
+
+/// Reads one resource of a tenant.
+pub fn find_resource(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    id: &str,
+) -> Result<ResourceRow, StoreError> {
+    resources::table
+        .filter(resources::id.eq(id))
+        .filter(resources::tenant.eq(tenant))
+        .filter(resources::resource_type.eq(resource_type))
+        .select(ResourceRow::as_select())
+        .first(conn)
+        .map_err(StoreError::from)
+}
+
+/// Reads resources by id, in no particular order.
+pub fn find_resources_by_ids(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    ids: &[String],
+) -> Result<Vec<ResourceRow>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        out.extend(
+            resources::table
+                .filter(resources::tenant.eq(tenant))
+                .filter(resources::resource_type.eq(resource_type))
+                .filter(resources::id.eq_any(chunk))
+                .select(ResourceRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Reads a page of a tenant's resources of one type in creation order.
+pub fn find_resources_page(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<ResourceRow>, StoreError> {
+    resources::table
+        .filter(resources::tenant.eq(tenant))
+        .filter(resources::resource_type.eq(resource_type))
+        .order((resources::created.asc(), resources::id.asc()))
+        .offset(offset)
+        .limit(limit)
+        .select(ResourceRow::as_select())
+        .load(conn)
+        .map_err(StoreError::from)
+}
+
+/// Maps ids to their resource type (`User`/`Group`), for those that exist in the tenant.
+pub fn find_kinds(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    ids: &[String],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        out.extend(
+            resources::table
+                .filter(resources::tenant.eq(tenant))
+                .filter(resources::id.eq_any(chunk))
+                .select((resources::id, resources::resource_type))
+                .load::<(String, String)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Inserts a new resource.
+pub fn insert_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<(), StoreError> {
+    diesel::insert_into(resources::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Overwrites a resource; `NotFound` when it is gone.
+pub fn update_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<(), StoreError> {
+    let n = diesel::update(resources::table.filter(resources::id.eq(&row.id)))
+        .set(row)
+        .execute(conn)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Bumps version and lastModified of the given resources (e.g. groups whose
+/// membership changed because a member was deleted).
+pub fn touch_resources(
+    conn: &mut AnyConnection,
+    ids: &[String],
+    now: &str,
+) -> Result<(), StoreError> {
+    for chunk in ids.chunks(500) {
+        diesel::update(resources::table.filter(resources::id.eq_any(chunk)))
+            .set((
+                resources::version.eq(resources::version + 1),
+                resources::last_modified.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Deletes a resource (its index, keys and memberships cascade).
+pub fn delete_resource(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    id: &str,
+) -> Result<(), StoreError> {
+    let n = diesel::delete(
+        resources::table
+            .filter(resources::id.eq(id))
+            .filter(resources::tenant.eq(tenant))
+            .filter(resources::resource_type.eq(resource_type)),
+    )
+    .execute(conn)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

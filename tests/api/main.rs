@@ -1,0 +1,6 @@
+//! The one integration-test binary: the gateway as a client sees it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod smoke;
