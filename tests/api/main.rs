@@ -2,5 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod discovery;
+mod errors;
+mod filters;
 mod helpers;
+mod patch;
+mod resources;
 mod smoke;
