@@ -91,6 +91,10 @@ pub struct ScimSettings {
     pub default_page_size: usize,
     /// Largest page size served; larger `count` values are clamped.
     pub max_page_size: usize,
+    /// Most operations accepted in one `/Bulk` request.
+    pub bulk_max_operations: usize,
+    /// Largest `/Bulk` request body in bytes.
+    pub bulk_max_payload_bytes: usize,
     /// Directory of extra schema files (custom extensions), RFC 7643 §7 format.
     pub schemas_dir: Option<PathBuf>,
     /// Which resource type each extension schema extends.
@@ -102,6 +106,8 @@ impl Default for ScimSettings {
         Self {
             default_page_size: 100,
             max_page_size: 1000,
+            bulk_max_operations: 1000,
+            bulk_max_payload_bytes: 4 * 1024 * 1024,
             schemas_dir: None,
             extensions: Vec::new(),
         }

@@ -45,6 +45,8 @@ impl Application {
             },
             default_page_size: settings.scim.default_page_size,
             max_page_size: settings.scim.max_page_size,
+            bulk_max_operations: settings.scim.bulk_max_operations,
+            bulk_max_payload_bytes: settings.scim.bulk_max_payload_bytes,
         };
         let tokens = web::Data::new(TokenStore::new(tokens));
         let svc = web::Data::new(service.clone());

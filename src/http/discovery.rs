@@ -20,7 +20,11 @@ pub async fn get_service_provider_config(
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://github.com/scim-gateway/scim-gateway#readme",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {
+            "supported": true,
+            "maxOperations": settings.bulk_max_operations,
+            "maxPayloadSize": settings.bulk_max_payload_bytes,
+        },
         "filter": {"supported": true, "maxResults": settings.max_page_size},
         "changePassword": {"supported": false},
         "sort": {"supported": true},

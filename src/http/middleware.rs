@@ -41,7 +41,12 @@ pub async fn observe(
     let path = req.path().to_string();
     let span = tracing::info_span!("request", request_id = %id);
     let res = next.call(req).instrument(span.clone()).await?;
-    let mut res = scim_error_body(res.map_into_boxed_body());
+    let res = res.map_into_boxed_body();
+    let mut res = if path.starts_with("/scim/") {
+        scim_error_body(res)
+    } else {
+        res
+    };
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, v);
     }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod bulk;
 pub mod discovery;
 pub mod middleware;
 pub mod resources;
@@ -25,6 +26,10 @@ pub struct HttpSettings {
     pub default_page_size: usize,
     /// Maximum page size, advertised in discovery.
     pub max_page_size: usize,
+    /// Most operations in one Bulk request.
+    pub bulk_max_operations: usize,
+    /// Largest Bulk request body.
+    pub bulk_max_payload_bytes: usize,
 }
 
 /// The SCIM base URL (…/scim/v2) for links in responses.
@@ -127,7 +132,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .route("/Schemas", web::get().to(discovery::list_schemas))
                 .route("/Schemas/{id}", web::get().to(discovery::get_schema))
-                .route("/Bulk", web::to(not_implemented))
+                .service(
+                    web::resource("/Bulk")
+                        .route(web::post().to(bulk::post_bulk))
+                        .default_service(web::to(method_not_allowed)),
+                )
                 .route("/Me", web::to(not_implemented))
                 .default_service(web::to(not_found)),
         )

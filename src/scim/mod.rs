@@ -1,6 +1,7 @@
 //! The schema-driven SCIM core: schemas, normalisation, PATCH, filters,
 //! projection, rendering, and the resource operations built on them.
 
+pub mod bulk;
 pub mod filter;
 pub mod index;
 pub mod list;

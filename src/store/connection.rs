@@ -58,6 +58,16 @@ impl Target {
     }
 }
 
+/// A pooled connection that remembers whether it lost its server, so the
+/// pool discards it instead of handing it out again (a PostgreSQL restart
+/// would otherwise leave every pooled connection failing forever).
+pub struct Conn {
+    /// The connection.
+    pub inner: AnyConnection,
+    /// Set when an operation found the connection unusable.
+    pub broken: bool,
+}
+
 /// Opens connections for the pool and sets per-connection options.
 #[derive(Debug, Clone)]
 pub struct Manager {
@@ -65,10 +75,29 @@ pub struct Manager {
 }
 
 impl r2d2::ManageConnection for Manager {
-    type Connection = AnyConnection;
+    type Connection = Conn;
     type Error = StoreError;
 
-    fn connect(&self) -> Result<AnyConnection, StoreError> {
+    fn connect(&self) -> Result<Conn, StoreError> {
+        self.open().map(|inner| Conn {
+            inner,
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        conn.inner
+            .batch_execute("SELECT 1")
+            .map_err(StoreError::from)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken
+    }
+}
+
+impl Manager {
+    fn open(&self) -> Result<AnyConnection, StoreError> {
         match &self.target {
             Target::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)
@@ -89,14 +118,6 @@ impl r2d2::ManageConnection for Manager {
                 Ok(AnyConnection::Postgresql(conn))
             }
         }
-    }
-
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), StoreError> {
-        conn.batch_execute("SELECT 1").map_err(StoreError::from)
-    }
-
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
     }
 }
 

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use audit::{AuditEvent, count_audit_events, insert_audit};
-pub use connection::{AnyConnection, Pool, Target, build_pool, run_migrations, write_tx};
+pub use connection::{AnyConnection, Conn, Pool, Target, build_pool, run_migrations, write_tx};
 pub use index::{IndexEntry, find_ids_by_index, replace_index, replace_unique_keys};
 pub use members::{
     GroupRef, MemberRow, add_members, count_members, delete_all_members, delete_members,
@@ -82,7 +82,9 @@ impl From<DieselError> for StoreError {
             DieselError::DatabaseError(_, ref info)
                 if info.message().contains("database is locked")
                     || info.message().contains("terminating connection")
-                    || info.message().contains("server closed the connection") =>
+                    || info.message().contains("server closed the connection")
+                    || info.message().contains("no connection to the server")
+                    || info.message().contains("connection to server") =>
             {
                 StoreError::Unavailable(info.message().to_string())
             }
@@ -113,7 +115,7 @@ impl Db {
             target: Arc::new(target),
         };
         let mut conn = db.pool.get()?;
-        let applied = run_migrations(&mut conn)?;
+        let applied = run_migrations(&mut conn.inner)?;
         if applied > 0 {
             tracing::info!(applied, "database migrations applied");
         }
@@ -134,7 +136,13 @@ impl Db {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
-            f(&mut conn)
+            let result = f(&mut conn.inner);
+            if matches!(result, Err(StoreError::Unavailable(_)))
+                && matches!(conn.inner, AnyConnection::Postgresql(_))
+            {
+                conn.broken = true;
+            }
+            result
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))?
