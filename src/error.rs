@@ -25,6 +25,8 @@ pub enum ScimType {
     InvalidValue,
     InvalidVers,
     Sensitive,
+    /// RFC 9865: the cursor is malformed or belongs to another query.
+    InvalidCursor,
 }
 
 impl ScimType {
@@ -41,6 +43,7 @@ impl ScimType {
             ScimType::InvalidValue => "invalidValue",
             ScimType::InvalidVers => "invalidVers",
             ScimType::Sensitive => "sensitive",
+            ScimType::InvalidCursor => "invalidCursor",
         }
     }
 }
@@ -232,6 +235,7 @@ mod tests {
             (ScimType::InvalidValue, "invalidValue"),
             (ScimType::InvalidVers, "invalidVers"),
             (ScimType::Sensitive, "sensitive"),
+            (ScimType::InvalidCursor, "invalidCursor"),
         ];
         for (t, s) in all {
             assert_eq!(ScimError::bad_request(t, "x").body()["scimType"], s);

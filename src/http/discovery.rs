@@ -30,7 +30,7 @@ pub async fn get_service_provider_config(
         "sort": {"supported": true},
         "etag": {"supported": true},
         "pagination": {
-            "cursor": false,
+            "cursor": true,
             "index": true,
             "defaultPaginationMethod": "index",
             "defaultPageSize": settings.default_page_size,

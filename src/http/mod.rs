@@ -56,11 +56,31 @@ async fn not_found() -> Result<HttpResponse, ScimError> {
     ))
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ScimError> {
-    Err(ScimError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "This method is not allowed on this endpoint.",
-    ))
+/// A default service answering 405 with the `Allow` header RFC 9110 requires.
+fn method_not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move {
+        let mut res = actix_web::ResponseError::error_response(&ScimError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("This method is not allowed on this endpoint; use {allow}."),
+        ));
+        res.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allow),
+        );
+        res
+    })
+}
+
+/// A read-only resource: GET, 405 for anything else.
+fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(method_not_allowed("GET"))
 }
 
 async fn not_implemented(req: HttpRequest) -> Result<HttpResponse, ScimError> {
@@ -91,13 +111,13 @@ fn resource_routes(cfg: &mut web::ServiceConfig, kind: Kind, endpoint: &str) {
             .app_data(kind)
             .route(web::get().to(list_resources))
             .route(web::post().to(create_resource))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(method_not_allowed("GET, POST")),
     )
     .service(
         web::resource(format!("{endpoint}/.search"))
             .app_data(kind)
             .route(web::post().to(search_resources))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(method_not_allowed("POST")),
     )
     .service(
         web::resource(format!("{endpoint}/{{id}}"))
@@ -106,7 +126,7 @@ fn resource_routes(cfg: &mut web::ServiceConfig, kind: Kind, endpoint: &str) {
             .route(web::put().to(replace_resource))
             .route(web::patch().to(patch_resource))
             .route(web::delete().to(delete_resource))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(method_not_allowed("GET, PUT, PATCH, DELETE")),
     );
 }
 
@@ -118,24 +138,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/scim/v2")
                 .configure(|c| resource_routes(c, Kind::User, "/Users"))
                 .configure(|c| resource_routes(c, Kind::Group, "/Groups"))
-                .route(
+                .service(get_only(
                     "/ServiceProviderConfig",
-                    web::get().to(discovery::get_service_provider_config),
-                )
-                .route(
-                    "/ResourceTypes",
-                    web::get().to(discovery::list_resource_types),
-                )
-                .route(
+                    discovery::get_service_provider_config,
+                ))
+                .service(get_only("/ResourceTypes", discovery::list_resource_types))
+                .service(get_only(
                     "/ResourceTypes/{name}",
-                    web::get().to(discovery::get_resource_type),
+                    discovery::get_resource_type,
+                ))
+                .service(get_only("/Schemas", discovery::list_schemas))
+                .service(get_only("/Schemas/{id}", discovery::get_schema))
+                .service(
+                    web::resource("/.search")
+                        .route(web::post().to(resources::search_all))
+                        .default_service(method_not_allowed("POST")),
                 )
-                .route("/Schemas", web::get().to(discovery::list_schemas))
-                .route("/Schemas/{id}", web::get().to(discovery::get_schema))
                 .service(
                     web::resource("/Bulk")
                         .route(web::post().to(bulk::post_bulk))
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(method_not_allowed("POST")),
                 )
                 .route("/Me", web::to(not_implemented))
                 .default_service(web::to(not_found)),

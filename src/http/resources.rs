@@ -154,13 +154,7 @@ async fn list_page(
             Value::Object(doc)
         })
         .collect();
-    let body = json!({
-        "schemas": [LIST_RESPONSE_URN],
-        "totalResults": page.total,
-        "itemsPerPage": resources.len(),
-        "startIndex": page.start_index,
-        "Resources": resources,
-    });
+    let body = list_response(page.total, page.start_index, resources, page.cursors);
     Ok(HttpResponse::Ok()
         .content_type(SCIM_JSON)
         .body(body.to_string()))
@@ -300,4 +294,101 @@ pub async fn delete_resource(
 ) -> Result<HttpResponse, ScimError> {
     svc.delete(&actor, kind, &id, if_match(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /.search`: searches Users, then Groups, as one paged result. A
+/// filter that names an attribute only one type defines matches nothing of
+/// the other type; one that fits neither is `invalidFilter`.
+pub async fn search_all(
+    req: HttpRequest,
+    actor: Actor,
+    payload: web::Payload,
+    svc: web::Data<Service>,
+    settings: web::Data<HttpSettings>,
+) -> Result<HttpResponse, ScimError> {
+    let body = read_json(&req, payload, settings.limits).await?;
+    let params = ListParams::from_search_body(&body, &svc.settings)?;
+    if params.cursor.is_some() {
+        return Err(ScimError::invalid_value(
+            "Cursor pagination is offered per resource type (/Users, /Groups), not on /.search.",
+        ));
+    }
+    let base = base_url(&req, &settings);
+    let mut total = 0;
+    let mut resources: Vec<Value> = Vec::new();
+    let mut skip = params.start_index - 1;
+    let mut first_error = None;
+    let mut answered = false;
+    for kind in [Kind::User, Kind::Group] {
+        let rt = svc.resource_type(kind);
+        let projection = svc.projection(
+            kind,
+            params.attributes.as_deref(),
+            params.excluded_attributes.as_deref(),
+        );
+        let load = Load {
+            members: kind == Kind::Group && projection.asks_for("members"),
+            groups: kind == Kind::User && projection.wants(rt, "groups"),
+        };
+        let p = ListParams {
+            start_index: skip + 1,
+            count: params.count - resources.len(),
+            ..params.clone()
+        };
+        let page = match svc.list(&actor, kind, p, load).await {
+            Ok(page) => page,
+            Err(e) if e.scim_type().is_some() => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        answered = true;
+        total += page.total;
+        skip = skip.saturating_sub(page.total);
+        resources.extend(page.resources.iter().map(|s| {
+            let mut doc = render(rt, s, &base);
+            projection.apply(rt, &mut doc);
+            Value::Object(doc)
+        }));
+    }
+    if let (false, Some(e)) = (answered, first_error) {
+        return Err(e);
+    }
+    let body = list_response(total, params.start_index, resources, None);
+    Ok(HttpResponse::Ok()
+        .content_type(SCIM_JSON)
+        .body(body.to_string()))
+}
+
+/// A ListResponse; in cursor mode (RFC 9865) with `nextCursor` /
+/// `previousCursor` instead of `startIndex`.
+fn list_response(
+    total: usize,
+    start_index: usize,
+    resources: Vec<Value>,
+    cursors: Option<(Option<String>, Option<String>)>,
+) -> Value {
+    let mut body = json!({
+        "schemas": [LIST_RESPONSE_URN],
+        "totalResults": total,
+        "itemsPerPage": resources.len(),
+    });
+    if let Some(o) = body.as_object_mut() {
+        match cursors {
+            None => {
+                o.insert("startIndex".into(), json!(start_index));
+            }
+            Some((next, prev)) => {
+                if let Some(n) = next {
+                    o.insert("nextCursor".into(), Value::String(n));
+                }
+                if let Some(p) = prev {
+                    o.insert("previousCursor".into(), Value::String(p));
+                }
+            }
+        }
+        o.insert("Resources".into(), Value::Array(resources));
+    }
+    body
 }

@@ -24,7 +24,8 @@ pub fn parse(text: &str) -> Result<Filter, ScimError> {
             "The filter is longer than {MAX_FILTER_LEN} characters."
         )));
     }
-    let text = text.trim();
+    let spaced = space_after_not(text.trim());
+    let text = spaced.as_str();
     let rewritten = fold_value_path_comparison(text);
     rewritten
         .as_deref()
@@ -33,8 +34,108 @@ pub fn parse(text: &str) -> Result<Filter, ScimError> {
         .map_err(|e| ScimError::invalid_filter(format!("The filter is not valid: {e}")))
 }
 
-/// Checks that every attribute a filter names is defined for `rt`.
+/// The grammar allows `not(…)` without a space; the parser wants one.
+/// Inserts it outside string literals, at a word boundary.
+fn space_after_not(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 4);
+    let mut in_str = false;
+    let mut escaped = false;
+    for (i, ch) in text.char_indices() {
+        out.push(ch);
+        if in_str {
+            match (escaped, ch) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        if ch == '"' {
+            in_str = true;
+        } else if (ch == 't' || ch == 'T')
+            && i >= 2
+            && bytes[i - 2..=i].eq_ignore_ascii_case(b"not")
+            && bytes.get(i + 1) == Some(&b'(')
+            && (i < 3 || matches!(bytes[i - 3], b' ' | b'(' | b'['))
+        {
+            out.push(' ');
+        }
+    }
+    out
+}
+
+/// Checks that every attribute a filter names is defined for `rt`, and that
+/// ordering operators are not used on booleans or binaries (RFC 7644 §3.4.2.2).
 pub fn check(rt: &ResourceType, filter: &Filter) -> Result<(), ScimError> {
+    check_names(rt, filter)?;
+    check_orderings(rt, filter, None)
+}
+
+fn is_ordering(op: &CompareOp) -> bool {
+    matches!(
+        op,
+        CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+    )
+}
+
+fn unorderable(def: &AttrDef, path: &AttrPath) -> Result<(), ScimError> {
+    if matches!(def.kind, AttrType::Boolean | AttrType::Binary) {
+        return Err(ScimError::invalid_filter(format!(
+            "'{path}' is a {:?} attribute: gt, ge, lt and le do not apply.",
+            def.kind
+        )));
+    }
+    Ok(())
+}
+
+fn check_orderings(
+    rt: &ResourceType,
+    filter: &Filter,
+    _parent: Option<&AttrDef>,
+) -> Result<(), ScimError> {
+    match filter {
+        Filter::Attr(AttrExp::Comparison(p, op, _)) if is_ordering(op) => match resolve(rt, p) {
+            Some(Target::Attr { attr, sub, .. }) => {
+                let leaf = match sub {
+                    Some(s) => s,
+                    None if attr.kind == AttrType::Complex => attr.sub("value").unwrap_or(attr),
+                    None => attr,
+                };
+                unorderable(leaf, p)
+            }
+            _ => Ok(()),
+        },
+        Filter::Attr(_) => Ok(()),
+        Filter::ValuePath(vp) => match resolve(rt, &vp.attr) {
+            Some(Target::Attr { attr, .. }) => check_val_orderings(attr, &vp.filter),
+            _ => Ok(()),
+        },
+        Filter::Not(inner) => check_orderings(rt, inner, None),
+        Filter::And(items) | Filter::Or(items) => {
+            items.iter().try_for_each(|i| check_orderings(rt, i, None))
+        }
+    }
+}
+
+fn check_val_orderings(parent: &AttrDef, filter: &ValFilter) -> Result<(), ScimError> {
+    match filter {
+        ValFilter::Attr(AttrExp::Comparison(p, op, _)) if is_ordering(op) => {
+            match parent.sub(&p.name) {
+                Some(def) => unorderable(def, p),
+                None => Ok(()),
+            }
+        }
+        ValFilter::Attr(_) => Ok(()),
+        ValFilter::Not(inner) => check_val_orderings(parent, inner),
+        ValFilter::And(items) | ValFilter::Or(items) => items
+            .iter()
+            .try_for_each(|i| check_val_orderings(parent, i)),
+    }
+}
+
+fn check_names(rt: &ResourceType, filter: &Filter) -> Result<(), ScimError> {
     let mut bad = None;
     visit_paths(filter, &mut |path, parent| {
         let ok = match parent {
@@ -521,5 +622,22 @@ mod tests {
             fold_value_path_comparison(r#"emails[type eq "work"]"#),
             None
         );
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn not_without_space_and_non_ascii_text_parse() {
+        assert_eq!(space_after_not("not(a pr)"), "not (a pr)");
+        assert_eq!(
+            space_after_not("x eq \"not(\" and NOT(y pr)"),
+            "x eq \"not(\" and NOT (y pr)"
+        );
+        assert_eq!(space_after_not("knot(a)"), "knot(a)");
+        assert_eq!(space_after_not("ñot(a) or émnot(b)"), "ñot(a) or émnot(b)");
+        assert!(parse("not(userName eq \"a\")").is_ok());
     }
 }

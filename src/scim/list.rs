@@ -31,6 +31,8 @@ pub struct ListParams {
     pub attributes: Option<String>,
     /// `excludedAttributes`.
     pub excluded_attributes: Option<String>,
+    /// RFC 9865 cursor: `Some("")` asks for the first page in cursor mode.
+    pub cursor: Option<String>,
 }
 
 impl ListParams {
@@ -53,6 +55,7 @@ impl ListParams {
             get("sortOrder"),
             get("attributes"),
             get("excludedAttributes"),
+            get("cursor"),
             settings,
         )
     }
@@ -93,6 +96,11 @@ impl ListParams {
             text("sortOrder")?,
             text("attributes")?,
             text("excludedAttributes")?,
+            match get("cursor") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(c)) => Some(c),
+                Some(_) => return Err(ScimError::invalid_value("'cursor' must be a string.")),
+            },
             settings,
         )
     }
@@ -106,8 +114,14 @@ impl ListParams {
         sort_order: Option<String>,
         attributes: Option<String>,
         excluded_attributes: Option<String>,
+        cursor: Option<String>,
         settings: &ScimSettings,
     ) -> Result<Self, ScimError> {
+        if cursor.is_some() && start_index.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(ScimError::invalid_value(
+                "'startIndex' and 'cursor' cannot be combined.",
+            ));
+        }
         let start = number("startIndex", start_index)?.unwrap_or(1).max(1) as usize;
         let count = match number("count", count)? {
             None => settings.default_page_size,
@@ -134,6 +148,7 @@ impl ListParams {
             descending,
             attributes,
             excluded_attributes,
+            cursor,
         })
     }
 }

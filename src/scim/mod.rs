@@ -2,6 +2,7 @@
 //! projection, rendering, and the resource operations built on them.
 
 pub mod bulk;
+pub mod cursor;
 pub mod filter;
 pub mod index;
 pub mod list;

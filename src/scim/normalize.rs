@@ -63,6 +63,9 @@ pub fn normalize(rt: &ResourceType, input: &Value) -> Result<Normalized, ScimErr
             };
             let entry = ext_entry(&mut ext, &schema.id);
             for (k, v) in inner {
+                if is_own_schemas_key(k, v, schema) {
+                    continue;
+                }
                 let def = schema.attr(k).ok_or_else(|| unknown(k, &schema.id))?;
                 put(entry, def, v, &schema.id)?;
             }
@@ -165,6 +168,17 @@ pub fn split_urn_attr<'a>(
     }
     let (urn, name) = key.rsplit_once(':')?;
     rt.extension(urn).map(|s| (s, name))
+}
+
+/// Some clients (scim2-models) repeat `"schemas": [<extension URN>]` inside
+/// an extension object. It says nothing new, so it is accepted and dropped.
+pub fn is_own_schemas_key(key: &str, value: &Value, ext: &super::schema::SchemaDef) -> bool {
+    key.eq_ignore_ascii_case("schemas")
+        && value.as_array().is_some_and(|items| {
+            items
+                .iter()
+                .all(|i| i.as_str().is_some_and(|u| u.eq_ignore_ascii_case(&ext.id)))
+        })
 }
 
 fn unknown(name: &str, schema: &str) -> ScimError {

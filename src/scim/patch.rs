@@ -13,7 +13,9 @@ use scim_v2::filter::{AttrExp, CompValue, CompareOp, PatchPath, ValFilter};
 use serde_json::{Map, Value};
 
 use super::filter::val_matches;
-use super::normalize::{MemberRef, attr_value, member_refs, single_value, split_urn_attr};
+use super::normalize::{
+    MemberRef, attr_value, is_own_schemas_key, member_refs, single_value, split_urn_attr,
+};
 use super::path::{Target, container_mut, parse_attr_path, resolve};
 use super::schema::{AttrDef, AttrType, Mutability, ResourceType, SchemaDef};
 use crate::error::ScimError;
@@ -184,6 +186,9 @@ fn apply_pathless(rt: &ResourceType, out: &mut Patched, op: &Op) -> Result<(), S
                 )));
             };
             for (k2, v2) in inner {
+                if is_own_schemas_key(k2, v2, ext) {
+                    continue;
+                }
                 let attr = ext.attr(k2).ok_or_else(|| {
                     ScimError::invalid_value(format!(
                         "Unknown attribute '{k2}' in schema {}.",
@@ -383,6 +388,9 @@ fn apply_extension(
                 )));
             };
             for (k, v) in inner {
+                if is_own_schemas_key(k, v, ext) {
+                    continue;
+                }
                 let attr = ext.attr(k).ok_or_else(|| {
                     ScimError::invalid_value(format!(
                         "Unknown attribute '{k}' in schema {}.",
@@ -431,6 +439,12 @@ fn apply_attr(
     }
     match kind {
         OpKind::Remove => {
+            if attr.required {
+                return Err(ScimError::mutability(format!(
+                    "Attribute '{}' is required and cannot be removed.",
+                    attr.name
+                )));
+            }
             match value.filter(|v| !v.is_null()) {
                 Some(v) if attr.multi_valued => {
                     // Remove only the listed values (matched on `value` when complex).
@@ -454,15 +468,25 @@ fn apply_attr(
                 }
                 (None, _) => {}
                 (Some(Value::Array(new)), Some(Value::Array(existing))) if kind == OpKind::Add => {
+                    // The value this operation makes primary stays the only primary.
+                    let mut keep = None;
                     for el in new {
-                        if let Some(pos) = existing.iter().position(|e| same_element(attr, e, &el))
-                        {
-                            merge_into(&mut existing[pos], &el);
-                        } else {
-                            existing.push(el);
+                        let primary = el.get("primary") == Some(&Value::Bool(true));
+                        let pos = match existing.iter().position(|e| same_element(attr, e, &el)) {
+                            Some(pos) => {
+                                merge_into(&mut existing[pos], &el);
+                                pos
+                            }
+                            None => {
+                                existing.push(el);
+                                existing.len() - 1
+                            }
+                        };
+                        if primary {
+                            keep = Some(pos);
                         }
                     }
-                    fix_primary(existing, None);
+                    fix_primary(existing, keep);
                 }
                 (Some(Value::Object(new)), Some(Value::Object(existing))) if !attr.multi_valued => {
                     // Complex single-valued: the sub-attributes given replace, others stay.

@@ -96,7 +96,16 @@ impl Projection {
             None => {
                 container.remove(&def.name);
             }
-            Some(SubFilter::All) => {}
+            Some(SubFilter::All(listed)) => {
+                if let Some(v) = container.get_mut(&def.name) {
+                    for el in elements_mut(v) {
+                        el.retain(|k, _| {
+                            def.sub(k).is_none_or(|s| shown_by_default(s.returned))
+                                || listed.iter().any(|l| l.eq_ignore_ascii_case(k))
+                        });
+                    }
+                }
+            }
             Some(SubFilter::Only(subs)) => {
                 if let Some(v) = container.get_mut(&def.name) {
                     for el in elements_mut(v) {
@@ -111,8 +120,10 @@ impl Projection {
                 if let Some(v) = container.get_mut(&def.name) {
                     for el in elements_mut(v) {
                         el.retain(|k, _| {
-                            !subs.iter().any(|s| s.eq_ignore_ascii_case(k))
-                                || def.sub(k).is_some_and(|s| s.returned == Returned::Always)
+                            let returned = def.sub(k).map_or(Returned::Default, |s| s.returned);
+                            returned == Returned::Always
+                                || (!subs.iter().any(|s| s.eq_ignore_ascii_case(k))
+                                    && shown_by_default(returned))
                         });
                     }
                 }
@@ -123,7 +134,7 @@ impl Projection {
     fn keep_attr(&self, ext: &str, def: &AttrDef) -> Option<SubFilter> {
         match def.returned {
             Returned::Never => return None,
-            Returned::Always => return Some(SubFilter::All),
+            Returned::Always => return Some(SubFilter::All(Vec::new())),
             _ => {}
         }
         let matches = |k: &Key| {
@@ -141,7 +152,9 @@ impl Projection {
                 if def.returned == Returned::Request && !hits.iter().any(|k| k.attr.is_some()) {
                     return None;
                 }
-                return Some(SubFilter::All);
+                return Some(SubFilter::All(
+                    hits.iter().filter_map(|k| k.sub.clone()).collect(),
+                ));
             }
             return Some(SubFilter::Only(
                 hits.iter().filter_map(|k| k.sub.clone()).collect(),
@@ -155,7 +168,7 @@ impl Projection {
             return None;
         }
         if hits.is_empty() {
-            Some(SubFilter::All)
+            Some(SubFilter::All(Vec::new()))
         } else {
             Some(SubFilter::Except(
                 hits.iter().filter_map(|k| k.sub.clone()).collect(),
@@ -164,8 +177,14 @@ impl Projection {
     }
 }
 
+/// Whether a sub-attribute appears when its parent is returned whole.
+fn shown_by_default(returned: Returned) -> bool {
+    matches!(returned, Returned::Always | Returned::Default)
+}
+
 enum SubFilter {
-    All,
+    /// The whole attribute; request-only sub-attributes only when listed.
+    All(Vec<String>),
     Only(Vec<String>),
     Except(Vec<String>),
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use super::cursor::{self, Cursor, Direction};
 use super::filter::{self, val_matches};
 use super::index::{INDEXED, display_of, index_entries, index_value, unique_keys};
 use super::list::{ListParams, sort_key};
@@ -74,6 +75,9 @@ pub struct Page {
     pub start_index: usize,
     /// The resources on this page.
     pub resources: Vec<Stored>,
+    /// Cursor pagination (RFC 9865): whether the request used it, and the
+    /// cursors to the neighbouring pages.
+    pub cursors: Option<(Option<String>, Option<String>)>,
 }
 
 /// The resource service shared by all handlers.
@@ -226,6 +230,8 @@ impl Service {
                 )?;
                 if let Some(members) = &n.members {
                     add_members(conn, &row.tenant, &row.id, members)?;
+                    let ids: Vec<String> = members.iter().map(|m| m.value.clone()).collect();
+                    store::touch_resources(conn, &ids, &at)?;
                 }
                 store::insert_audit(conn, &audit(&actor, "scim.create", kind, &row.id, 1, &at))?;
                 load_side(conn, kind, row, load)
@@ -354,11 +360,20 @@ impl Service {
                 let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
                 check_if_match(if_match.as_deref(), old.version)?;
                 let at = now();
-                // Groups that lose this member change too.
-                let groups: Vec<String> = store::find_groups_of(conn, std::slice::from_ref(&id))?
-                    .into_iter()
-                    .map(|g| g.group_id)
-                    .collect();
+                // Groups that lose this member change too, and so do the
+                // members of a deleted group (their computed `groups`).
+                let mut groups: Vec<String> =
+                    store::find_groups_of(conn, std::slice::from_ref(&id))?
+                        .into_iter()
+                        .map(|g| g.group_id)
+                        .collect();
+                if kind == Kind::Group {
+                    groups.extend(
+                        store::find_members(conn, &id)?
+                            .into_iter()
+                            .map(|m| m.member_id),
+                    );
+                }
                 store::delete_resource(conn, &actor.tenant, kind.name(), &id)?;
                 store::touch_resources(conn, &groups, &at)?;
                 store::insert_audit(
@@ -390,15 +405,30 @@ impl Service {
         if let Some(s) = &params.sort_by {
             sort_key(rt, s)?;
         }
+        let query = cursor::fingerprint(
+            kind.name(),
+            params.filter.as_deref(),
+            params.sort_by.as_deref(),
+            params.descending,
+        );
+        let cursor: Option<Option<Cursor>> = match params.cursor.as_deref() {
+            None => None,
+            Some(t) if t.trim().is_empty() => Some(None),
+            Some(t) => Some(Some(Cursor::decode(t, &query)?)),
+        };
         let reg = self.registry.clone();
         let tenant = actor.tenant.clone();
         Ok(self
             .db
             .run(move |conn| {
                 let rt = rt_of(&reg, kind);
-                let offset = params.start_index - 1;
                 if filter.is_none() && params.sort_by.is_none() {
-                    return page_unfiltered(conn, &tenant, kind, &params, load);
+                    return match cursor {
+                        None => page_unfiltered(conn, &tenant, kind, &params, load),
+                        Some(c) => {
+                            page_keyset(conn, &tenant, kind, c.as_ref(), params.count, load, &query)
+                        }
+                    };
                 }
                 // Candidates: from the index when the filter pins an indexed
                 // attribute, else every resource of the type; the evaluator decides.
@@ -434,22 +464,104 @@ impl Service {
                         matched.push((stored, doc));
                     }
                 }
-                if let Some(s) = &params.sort_by {
-                    let key = sort_key(rt, s)?;
-                    matched.sort_by(|(_, a), (_, b)| {
-                        let o = key.compare(key.value(a), key.value(b));
-                        if params.descending { o.reverse() } else { o }
-                    });
-                }
-                let total = matched.len();
-                let mut resources = Vec::new();
-                for (stored, _) in matched.into_iter().skip(offset).take(params.count) {
-                    resources.push(load_side(conn, kind, stored.row, load)?);
+                let key = params
+                    .sort_by
+                    .as_deref()
+                    .map(|s| sort_key(rt, s))
+                    .transpose()?;
+                let sort_value = |doc: &Map<String, Value>| -> Value {
+                    key.as_ref()
+                        .and_then(|k| k.value(doc))
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                };
+                // Total order: sort value, then creation, then id (stable paging).
+                let cmp = |a: (&Value, &str, &str), b: (&Value, &str, &str)| {
+                    let by_value = match &key {
+                        Some(k) => {
+                            let o = k.compare(
+                                Some(a.0).filter(|v| !v.is_null()),
+                                Some(b.0).filter(|v| !v.is_null()),
+                            );
+                            if params.descending { o.reverse() } else { o }
+                        }
+                        None => std::cmp::Ordering::Equal,
+                    };
+                    by_value
+                        .then_with(|| a.1.cmp(b.1))
+                        .then_with(|| a.2.cmp(b.2))
+                };
+                let keys: Vec<Value> = matched.iter().map(|(_, d)| sort_value(d)).collect();
+                let mut order: Vec<usize> = (0..matched.len()).collect();
+                order.sort_by(|&i, &j| {
+                    cmp(
+                        (&keys[i], &matched[i].0.row.created, &matched[i].0.row.id),
+                        (&keys[j], &matched[j].0.row.created, &matched[j].0.row.id),
+                    )
+                });
+                let total = order.len();
+                let (start, end) = match &cursor {
+                    None => {
+                        let start = (params.start_index - 1).min(total);
+                        (start, (start + params.count).min(total))
+                    }
+                    Some(None) => (0, params.count.min(total)),
+                    Some(Some(c)) => {
+                        let boundary = (&c.value, c.created.as_str(), c.id.as_str());
+                        let key_of = |i: usize| {
+                            (
+                                &keys[i],
+                                matched[i].0.row.created.as_str(),
+                                matched[i].0.row.id.as_str(),
+                            )
+                        };
+                        match c.direction {
+                            Direction::After => {
+                                let start = order.partition_point(|&i| {
+                                    cmp(key_of(i), boundary) != std::cmp::Ordering::Greater
+                                });
+                                (start, (start + params.count).min(total))
+                            }
+                            Direction::Before => {
+                                let end = order.partition_point(|&i| {
+                                    cmp(key_of(i), boundary) == std::cmp::Ordering::Less
+                                });
+                                (end.saturating_sub(params.count), end)
+                            }
+                        }
+                    }
+                };
+                let make = |i: usize, direction: Direction| {
+                    Cursor {
+                        direction,
+                        value: keys[i].clone(),
+                        created: matched[i].0.row.created.clone(),
+                        id: matched[i].0.row.id.clone(),
+                        query: query.clone(),
+                    }
+                    .encode()
+                };
+                let cursors = cursor.as_ref().map(|_| {
+                    let next = (end < total && end > start)
+                        .then(|| make(order[end - 1], Direction::After));
+                    let prev =
+                        (start > 0 && end > start).then(|| make(order[start], Direction::Before));
+                    (next, prev)
+                });
+                let page_ids: Vec<usize> = order[start..end].to_vec();
+                let mut slots: Vec<Option<Stored>> =
+                    matched.into_iter().map(|(s, _)| Some(s)).collect();
+                let mut resources = Vec::with_capacity(page_ids.len());
+                for i in page_ids {
+                    if let Some(stored) = slots[i].take() {
+                        resources.push(load_side(conn, kind, stored.row, load)?);
+                    }
                 }
                 Ok(Page {
                     total,
-                    start_index: params.start_index,
+                    start_index: start + 1,
                     resources,
+                    cursors,
                 })
             })
             .await?)
@@ -522,6 +634,78 @@ fn page_unfiltered(
         total: total as usize,
         start_index: params.start_index,
         resources,
+        cursors: None,
+    })
+}
+
+/// A cursor page in creation order, straight from the store (no offset scan).
+fn page_keyset(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    kind: Kind,
+    cursor: Option<&Cursor>,
+    count: usize,
+    load: Load,
+    query: &str,
+) -> Result<Page, StoreError> {
+    use diesel::prelude::*;
+    use store::schema::resources;
+    let total: i64 = resources::table
+        .filter(resources::tenant.eq(tenant))
+        .filter(resources::resource_type.eq(kind.name()))
+        .count()
+        .get_result(conn)?;
+    let boundary = cursor.map(|c| (c.created.as_str(), c.id.as_str()));
+    let before = cursor.is_some_and(|c| c.direction == Direction::Before);
+    // One extra row tells whether the page has a neighbour on the far side.
+    let mut rows = store::find_resources_keyset(
+        conn,
+        tenant,
+        kind.name(),
+        boundary,
+        before,
+        count as i64 + 1,
+    )?;
+    let far_side = rows.len() > count;
+    if far_side {
+        if before {
+            rows.remove(0);
+        } else {
+            rows.truncate(count);
+        }
+    }
+    let make = |row: &ResourceRow, direction: Direction| {
+        Cursor {
+            direction,
+            value: Value::Null,
+            created: row.created.clone(),
+            id: row.id.clone(),
+            query: query.to_string(),
+        }
+        .encode()
+    };
+    let (has_next, has_prev) = if before {
+        (cursor.is_some(), far_side)
+    } else {
+        (far_side, cursor.is_some())
+    };
+    let next = rows
+        .last()
+        .filter(|_| has_next)
+        .map(|r| make(r, Direction::After));
+    let prev = rows
+        .first()
+        .filter(|_| has_prev)
+        .map(|r| make(r, Direction::Before));
+    let mut resources = Vec::with_capacity(rows.len());
+    for row in rows {
+        resources.push(load_side(conn, kind, row, load)?);
+    }
+    Ok(Page {
+        total: total as usize,
+        start_index: 1,
+        resources,
+        cursors: Some((next, prev)),
     })
 }
 
@@ -640,44 +824,61 @@ fn apply_member_changes(
     group_id: &str,
     changes: &[MemberChange],
     rt: &ResourceType,
-) -> Result<bool, StoreError> {
-    let mut changed = false;
+) -> Result<Vec<String>, StoreError> {
+    // Every member whose membership changed: their computed `groups` changed too.
+    let mut touched: Vec<String> = Vec::new();
     let mut i = 0;
     while i < changes.len() {
-        match &changes[i] {
+        let (gone, fresh): (Vec<String>, Vec<MemberRef>) = match &changes[i] {
             // Replace-all: only touch the rows that differ.
             MemberChange::RemoveAll if matches!(changes.get(i + 1), Some(MemberChange::Add(_))) => {
                 let Some(MemberChange::Add(new)) = changes.get(i + 1) else {
                     unreachable!()
                 };
+                i += 1;
                 let current: HashSet<String> = store::find_members(conn, group_id)?
                     .into_iter()
                     .map(|m| m.member_id)
                     .collect();
                 let wanted: HashSet<&String> = new.iter().map(|m| &m.value).collect();
-                let gone: Vec<String> = current
-                    .iter()
-                    .filter(|id| !wanted.contains(id))
-                    .cloned()
-                    .collect();
-                changed |= store::delete_members(conn, group_id, &gone)? > 0;
-                let fresh: Vec<MemberRef> = new
-                    .iter()
-                    .filter(|m| !current.contains(&m.value))
-                    .cloned()
-                    .collect();
-                changed |= add_members(conn, tenant, group_id, &fresh)? > 0;
-                i += 2;
-                continue;
+                (
+                    current
+                        .iter()
+                        .filter(|id| !wanted.contains(id))
+                        .cloned()
+                        .collect(),
+                    new.iter()
+                        .filter(|m| !current.contains(&m.value))
+                        .cloned()
+                        .collect(),
+                )
             }
-            MemberChange::RemoveAll => changed |= store::delete_all_members(conn, group_id)? > 0,
-            MemberChange::Add(new) => changed |= add_members(conn, tenant, group_id, new)? > 0,
-            MemberChange::Remove(ids) => changed |= store::delete_members(conn, group_id, ids)? > 0,
+            MemberChange::RemoveAll => (
+                store::find_members(conn, group_id)?
+                    .into_iter()
+                    .map(|m| m.member_id)
+                    .collect(),
+                Vec::new(),
+            ),
+            MemberChange::Add(new) => {
+                let ids: Vec<String> = new.iter().map(|m| m.value.clone()).collect();
+                let existing: HashSet<String> = store::find_member_ids(conn, group_id, &ids)?
+                    .into_iter()
+                    .collect();
+                (
+                    Vec::new(),
+                    new.iter()
+                        .filter(|m| !existing.contains(&m.value))
+                        .cloned()
+                        .collect(),
+                )
+            }
+            MemberChange::Remove(ids) => (store::find_member_ids(conn, group_id, ids)?, Vec::new()),
             MemberChange::RemoveWhere(f) => {
                 let Some(def) = rt.schema.attr("members") else {
-                    return Ok(changed);
+                    return Ok(touched);
                 };
-                let gone: Vec<String> = store::find_members(conn, group_id)?
+                let gone = store::find_members(conn, group_id)?
                     .into_iter()
                     .filter(|m| {
                         let el = json!({"value": m.member_id, "display": m.display, "type": m.member_type});
@@ -685,12 +886,16 @@ fn apply_member_changes(
                     })
                     .map(|m| m.member_id)
                     .collect();
-                changed |= store::delete_members(conn, group_id, &gone)? > 0;
+                (gone, Vec::new())
             }
-        }
+        };
+        store::delete_members(conn, group_id, &gone)?;
+        add_members(conn, tenant, group_id, &fresh)?;
+        touched.extend(gone);
+        touched.extend(fresh.into_iter().map(|m| m.value));
         i += 1;
     }
-    Ok(changed)
+    Ok(touched)
 }
 
 /// Writes a new version of a resource with its side tables and audit row.
@@ -706,11 +911,22 @@ fn save(
     action: &str,
     doc_changed: bool,
 ) -> Result<ResourceRow, StoreError> {
-    let members_changed = apply_member_changes(conn, &actor.tenant, &old.id, members, rt)?;
-    if !doc_changed && !members_changed {
+    let mut touched = apply_member_changes(conn, &actor.tenant, &old.id, members, rt)?;
+    if !doc_changed && touched.is_empty() {
         return Ok(old);
     }
     let at = now();
+    if kind == Kind::Group && display_of(&doc) != old.display {
+        // A rename changes every member's computed `groups[].display`.
+        touched.extend(
+            store::find_members(conn, &old.id)?
+                .into_iter()
+                .map(|m| m.member_id),
+        );
+    }
+    touched.sort();
+    touched.dedup();
+    store::touch_resources(conn, &touched, &at)?;
     let row = ResourceRow {
         external_id: doc
             .get("externalId")

@@ -37,7 +37,7 @@ pub use members::{
 };
 pub use resources::{
     ResourceRow, delete_resource, find_kinds, find_resource, find_resources_by_ids,
-    find_resources_page, insert_resource, touch_resources, update_resource,
+    find_resources_keyset, find_resources_page, insert_resource, touch_resources, update_resource,
 };
 
 use crate::config::DatabaseSettings;

@@ -162,3 +162,48 @@ pub fn delete_resource(
     }
     Ok(())
 }
+
+/// Keyset page in creation order: resources after `(created, id)` (or from
+/// the start), ascending; or, with `before`, those before it, still returned
+/// ascending. At most `limit` rows.
+pub fn find_resources_keyset(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    boundary: Option<(&str, &str)>,
+    before: bool,
+    limit: i64,
+) -> Result<Vec<ResourceRow>, StoreError> {
+    let mut q = resources::table
+        .filter(resources::tenant.eq(tenant))
+        .filter(resources::resource_type.eq(resource_type))
+        .select(ResourceRow::as_select())
+        .limit(limit)
+        .into_boxed();
+    if let Some((created, id)) = boundary {
+        q = if before {
+            q.filter(
+                resources::created
+                    .lt(created)
+                    .or(resources::created.eq(created).and(resources::id.lt(id))),
+            )
+        } else {
+            q.filter(
+                resources::created
+                    .gt(created)
+                    .or(resources::created.eq(created).and(resources::id.gt(id))),
+            )
+        };
+    }
+    let mut rows = if before {
+        q.order((resources::created.desc(), resources::id.desc()))
+            .load(conn)?
+    } else {
+        q.order((resources::created.asc(), resources::id.asc()))
+            .load(conn)?
+    };
+    if before {
+        rows.reverse();
+    }
+    Ok(rows)
+}

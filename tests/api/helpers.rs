@@ -188,3 +188,271 @@ pub async fn assert_scim_error(res: Response, status: u16, scim_type: Option<&st
     assert!(body["detail"].is_string());
     body
 }
+
+// -- patch/filter helpers --
+
+/// URN of the enterprise User extension.
+pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+impl TestApp {
+    /// Creates a user from a full body (`schemas` is added) and returns its representation.
+    pub async fn create_user_from(&self, mut body: Value) -> Value {
+        body["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User"]);
+        let res = self.post("/Users", &body).await;
+        assert_eq!(res.status(), 201, "creating user {body}");
+        res.json().await.expect("json")
+    }
+
+    /// GETs a resource or list path, asserts 200 and returns the body.
+    pub async fn fetch_json(&self, path: &str) -> Value {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.expect("json")
+    }
+
+    /// PATCHes `path` with these operations, asserts 200 and returns the body.
+    pub async fn patch_ok(&self, path: &str, ops: Value) -> Value {
+        let res = self.patch(path, &patch_op(ops)).await;
+        let status = res.status();
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(status, 200, "PATCH {path}: {body}");
+        body
+    }
+
+    /// GETs a list endpoint with (unencoded) query parameters.
+    pub async fn list_with(&self, path: &str, query: &[(&str, &str)]) -> Response {
+        self.request(Method::GET, path, None)
+            .query(query)
+            .send()
+            .await
+            .expect("GET list")
+    }
+
+    /// GETs a list endpoint with query parameters, asserts 200 and returns the ListResponse.
+    pub async fn list_ok(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let res = self.list_with(path, query).await;
+        let status = res.status();
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(status, 200, "GET {path} {query:?}: {body}");
+        body
+    }
+}
+
+/// The `field` of each resource in a ListResponse, as strings.
+pub fn resource_field(list: &Value, field: &str) -> Vec<String> {
+    list["Resources"]
+        .as_array()
+        .expect("Resources")
+        .iter()
+        .map(|r| r[field].as_str().expect("string field").to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for resources.rs, errors.rs and discovery.rs.
+
+/// A response read off a raw socket (see [`TestApp::send_raw`]).
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    /// The first value of a header, by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("raw body is JSON")
+    }
+}
+
+impl TestApp {
+    /// GETs `path`, asserts 200 and returns the JSON body.
+    pub async fn get_ok(&self, path: &str) -> Value {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.expect("json")
+    }
+
+    /// Number of groups the tenant has, by listing.
+    pub async fn group_count(&self) -> u64 {
+        let body = self.get_ok("/Groups?count=0").await;
+        body["totalResults"].as_u64().expect("totalResults")
+    }
+
+    fn open_db(&self) -> scim_gateway::store::AnyConnection {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        let mut conn = diesel::SqliteConnection::establish(&self.db_path.display().to_string())
+            .expect("open the test database");
+        conn.batch_execute("PRAGMA busy_timeout = 10000;")
+            .expect("busy timeout");
+        scim_gateway::store::AnyConnection::Sqlite(conn)
+    }
+
+    /// Number of rows in `audit_events` about `resource_id` (all rows when `None`).
+    pub fn audit_count(&self, resource_id: Option<&str>) -> i64 {
+        scim_gateway::store::count_audit_events(&mut self.open_db(), resource_id)
+            .expect("count audit events")
+    }
+
+    /// Runs SQL against the gateway's database behind its back (to break it on purpose).
+    pub fn execute_sql(&self, sql: &str) {
+        use diesel::connection::SimpleConnection;
+        self.open_db().batch_execute(sql).expect("execute SQL");
+    }
+
+    /// Sends `{method} /scim/v2{path}` over a plain socket with this app's
+    /// token, the given extra header lines and a body sent with
+    /// `Transfer-Encoding: chunked` (so without Content-Length), one chunk
+    /// per element of `chunks`.
+    pub async fn send_chunked(
+        &self,
+        method: &str,
+        path: &str,
+        extra_headers: &[(&str, &str)],
+        chunks: Vec<Vec<u8>>,
+    ) -> RawResponse {
+        use std::io::{Read, Write};
+        let host = self.address.trim_start_matches("http://").to_string();
+        let mut head = format!(
+            "{method} /scim/v2{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n",
+            self.token
+        );
+        for (k, v) in extra_headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(&host).expect("connect");
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .expect("read timeout");
+            let mut writer = stream.try_clone().expect("clone socket");
+            // Write in the background: the server may answer (and stop
+            // reading) before the body ends.
+            let sender = std::thread::spawn(move || {
+                if writer.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for chunk in chunks {
+                    let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+                    framed.extend_from_slice(&chunk);
+                    framed.extend_from_slice(b"\r\n");
+                    if writer.write_all(&framed).is_err() {
+                        return;
+                    }
+                }
+                let _ = writer.write_all(b"0\r\n\r\n");
+            });
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 8192];
+            let response = loop {
+                if let Some(r) = parse_raw_response(&raw) {
+                    break r;
+                }
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        break parse_raw_response(&raw).unwrap_or_else(|| {
+                            panic!("incomplete response: {:?}", String::from_utf8_lossy(&raw))
+                        });
+                    }
+                    Ok(n) => raw.extend_from_slice(&buf[..n]),
+                }
+            };
+            let _ = sender.join();
+            response
+        })
+        .await
+        .expect("raw request task")
+    }
+}
+
+/// Parses a complete HTTP/1.1 response with a Content-Length body, or `None`
+/// when more bytes are needed.
+fn parse_raw_response(raw: &[u8]) -> Option<RawResponse> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let body = raw.get(end + 4..end + 4 + len)?;
+    Some(RawResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(body).to_string(),
+    })
+}
+
+/// One row of `audit_events`, as stored.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub tenant: Option<String>,
+    pub actor: String,
+    pub action: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+impl TestApp {
+    /// Every audit row, oldest first, read from the database file.
+    pub fn audit_rows(&self) -> Vec<AuditRow> {
+        use diesel::prelude::*;
+        use scim_gateway::store::schema::audit_events as a;
+        type Row = (
+            Option<String>,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            Option<String>,
+        );
+        let rows: Vec<Row> = a::table
+            .order(a::seq.asc())
+            .select((
+                a::tenant,
+                a::actor,
+                a::action,
+                a::resource_type,
+                a::resource_id,
+                a::outcome,
+                a::detail,
+            ))
+            .load(&mut self.open_db())
+            .expect("read audit rows");
+        rows.into_iter()
+            .map(
+                |(tenant, actor, action, resource_type, resource_id, outcome, detail)| AuditRow {
+                    tenant,
+                    actor,
+                    action,
+                    resource_type,
+                    resource_id,
+                    outcome,
+                    detail,
+                },
+            )
+            .collect()
+    }
+}

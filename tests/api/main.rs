@@ -2,10 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bulk;
+mod compat;
 mod discovery;
 mod errors;
 mod filters;
 mod helpers;
 mod patch;
 mod resources;
+mod search;
 mod smoke;
