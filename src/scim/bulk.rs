@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::render::{Stored, render};
+use super::render::Stored;
 use super::service::{Actor, Kind, Load, Service};
 use crate::error::ScimError;
 
@@ -267,17 +267,17 @@ pub async fn run(
                 execute(svc, actor, op, &ids).await
             };
             let result = match outcome {
-                Ok((status, stored, kind)) => {
+                Ok((status, kind, id, stored)) => {
                     let mut r = Map::new();
-                    if let (Some(s), Some(k)) = (&stored, kind) {
-                        let doc = render(svc.resource_type(k), s, base);
-                        if let Some(loc) = doc.get("meta").and_then(|m| m.get("location")) {
-                            r.insert("location".into(), loc.clone());
-                        }
+                    r.insert(
+                        "location".into(),
+                        Value::String(format!("{base}{}/{id}", svc.resource_type(kind).endpoint)),
+                    );
+                    if let Some(s) = &stored {
                         r.insert("version".into(), Value::String(s.etag()));
-                        if let (Some(b), Method::Post) = (&op.bulk_id, op.method) {
-                            ids.insert(b.clone(), s.row.id.clone());
-                        }
+                    }
+                    if let (Some(b), Method::Post) = (&op.bulk_id, op.method) {
+                        ids.insert(b.clone(), id);
                     }
                     r.insert("status".into(), Value::String(status.as_u16().to_string()));
                     r
@@ -316,7 +316,7 @@ async fn execute(
     actor: &Actor,
     op: &BulkOp,
     ids: &HashMap<String, String>,
-) -> Result<(StatusCode, Option<Stored>, Option<Kind>), ScimError> {
+) -> Result<(StatusCode, Kind, String, Option<Stored>), ScimError> {
     let mut path = op.path.clone();
     if let Some((head, last)) = op.path.rsplit_once('/')
         && let Some(id) = last.strip_prefix("bulkId:").and_then(|r| ids.get(r))
@@ -327,40 +327,38 @@ async fn execute(
     let mut data = op.data.clone().unwrap_or(Value::Null);
     substitute(&mut data, ids);
     let load = Load::default();
-    match (op.method, id) {
-        (Method::Post, None) => Ok((
+    let version = op.version.clone();
+    let (status, stored) = match (op.method, id.as_deref()) {
+        (Method::Post, None) => (
             StatusCode::CREATED,
-            Some(svc.create(actor, kind, data, load).await?),
-            Some(kind),
-        )),
-        (Method::Put, Some(id)) => Ok((
+            svc.create(actor, kind, data, load).await?,
+        ),
+        (Method::Put, Some(id)) => (
             StatusCode::OK,
-            Some(
-                svc.replace(actor, kind, &id, data, op.version.clone(), load)
-                    .await?,
-            ),
-            Some(kind),
-        )),
-        (Method::Patch, Some(id)) => Ok((
+            svc.replace(actor, kind, id, data, version, load).await?,
+        ),
+        (Method::Patch, Some(id)) => (
             StatusCode::OK,
-            Some(
-                svc.patch(actor, kind, &id, data, op.version.clone(), load)
-                    .await?,
-            ),
-            Some(kind),
-        )),
+            svc.patch(actor, kind, id, data, version, load).await?,
+        ),
         (Method::Delete, Some(id)) => {
-            svc.delete(actor, kind, &id, op.version.clone()).await?;
-            Ok((StatusCode::NO_CONTENT, None, None))
+            svc.delete(actor, kind, id, version).await?;
+            return Ok((StatusCode::NO_CONTENT, kind, id.to_string(), None));
         }
-        (Method::Post, Some(_)) => Err(ScimError::invalid_path(
-            "POST goes to a collection such as /Users.",
-        )),
-        (_, None) => Err(ScimError::invalid_path(format!(
-            "{} needs a resource id in its path.",
-            op.method.as_str()
-        ))),
-    }
+        (Method::Post, Some(_)) => {
+            return Err(ScimError::invalid_path(
+                "POST goes to a collection such as /Users.",
+            ));
+        }
+        (_, None) => {
+            return Err(ScimError::invalid_path(format!(
+                "{} needs a resource id in its path.",
+                op.method.as_str()
+            )));
+        }
+    };
+    let id = stored.row.id.clone();
+    Ok((status, kind, id, Some(stored)))
 }
 
 #[cfg(test)]

@@ -185,6 +185,13 @@ fn unknown(name: &str, schema: &str) -> ScimError {
     ScimError::invalid_value(format!("Unknown attribute '{name}' in schema {schema}."))
 }
 
+/// Schema URIs some IdPs add that carry no attributes (Entra's classic
+/// client sends its ADSCIM marker on groups); accepted and dropped.
+fn is_idp_marker(urn: &str) -> bool {
+    urn.to_ascii_lowercase()
+        .starts_with("http://schemas.microsoft.com/2006/11/resourcemanagement/adscim/")
+}
+
 fn check_schemas(rt: &ResourceType, value: &Value) -> Result<(), ScimError> {
     let Value::Array(items) = value else {
         return Err(ScimError::invalid_value(
@@ -197,7 +204,7 @@ fn check_schemas(rt: &ResourceType, value: &Value) -> Result<(), ScimError> {
                 "'schemas' must be an array of URNs.",
             ));
         };
-        if !rt.schema_urns().any(|u| u.eq_ignore_ascii_case(urn)) {
+        if !rt.schema_urns().any(|u| u.eq_ignore_ascii_case(urn)) && !is_idp_marker(urn) {
             return Err(ScimError::invalid_value(format!(
                 "Schema {urn} is not supported for {} resources.",
                 rt.name

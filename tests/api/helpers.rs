@@ -18,7 +18,54 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub token: String,
     pub db_path: std::path::PathBuf,
+    /// The database the gateway uses (a SQLite file or a fresh PostgreSQL database).
+    pub database_url: String,
     _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+/// Environment variable naming a PostgreSQL server (e.g.
+/// `postgres://postgres@127.0.0.1:5432`); when set, every test gets a fresh
+/// database on it instead of a SQLite file.
+pub const PG_ENV: &str = "SCIM_TEST_POSTGRES_URL";
+
+/// A throw-away PostgreSQL database, dropped with the test.
+pub struct PgDatabase {
+    server: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create(server: &str) -> Self {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        let server = server.trim_end_matches('/').to_string();
+        let name = format!("scimgw_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = diesel::PgConnection::establish(&format!("{server}/postgres"))
+            .expect("connect to the PostgreSQL test server");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        Self { server, name }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        if let Ok(mut admin) = diesel::PgConnection::establish(&format!("{}/postgres", self.server))
+        {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
 }
 
 /// Settings for a test gateway on a fresh SQLite file in `dir`.
@@ -59,7 +106,15 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(dir.path());
+    let pg = std::env::var(PG_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|u| PgDatabase::create(&u));
+    if let Some(pg) = &pg {
+        settings.database.url = pg.url();
+    }
     customise(&mut settings);
+    let database_url = settings.database.url.clone();
     let app = Application::build(&settings, test_tokens()).expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -68,7 +123,9 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         client: reqwest::Client::new(),
         token: ACME_TOKEN.into(),
         db_path: dir.path().join("gw.db"),
+        database_url,
         _dir: dir,
+        _pg: pg,
     }
 }
 
@@ -292,8 +349,13 @@ impl TestApp {
     fn open_db(&self) -> scim_gateway::store::AnyConnection {
         use diesel::Connection;
         use diesel::connection::SimpleConnection;
-        let mut conn = diesel::SqliteConnection::establish(&self.db_path.display().to_string())
-            .expect("open the test database");
+        if self.database_url.starts_with("postgres") {
+            let conn = diesel::PgConnection::establish(&self.database_url)
+                .expect("open the test database");
+            return scim_gateway::store::AnyConnection::Postgresql(conn);
+        }
+        let path = self.database_url.trim_start_matches("sqlite://");
+        let mut conn = diesel::SqliteConnection::establish(path).expect("open the test database");
         conn.batch_execute("PRAGMA busy_timeout = 10000;")
             .expect("busy timeout");
         scim_gateway::store::AnyConnection::Sqlite(conn)
