@@ -9,6 +9,7 @@ mod discovery;
 mod errors;
 mod filters;
 mod helpers;
+mod multi_process;
 mod patch;
 mod resources;
 mod search;
