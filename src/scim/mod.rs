@@ -9,6 +9,7 @@ pub mod list;
 pub mod normalize;
 pub mod patch;
 pub mod path;
+pub mod plan;
 pub mod project;
 pub mod render;
 pub mod schema;

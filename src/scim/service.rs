@@ -14,10 +14,11 @@ use serde_json::{Map, Value, json};
 
 use super::cursor::{self, Cursor, Direction};
 use super::filter::{self, val_matches};
-use super::index::{INDEXED, display_of, index_entries, index_value, unique_keys};
+use super::index::{display_of, index_entries, unique_keys};
 use super::list::{ListParams, sort_key};
 use super::normalize::{MemberRef, normalize};
 use super::patch::{self, MemberChange};
+use super::plan::{self, Candidates};
 use super::project::Projection;
 use super::render::{Stored, render};
 use super::schema::{Mutability, Registry, ResourceType};
@@ -432,16 +433,19 @@ impl Service {
                 }
                 // Candidates: from the index when the filter pins an indexed
                 // attribute, else every resource of the type; the evaluator decides.
-                let candidates = match filter.as_ref().and_then(|f| index_probe(rt, f)) {
-                    Some((attr, value)) => {
-                        let ids =
-                            store::find_ids_by_index(conn, &tenant, kind.name(), &attr, &value)?;
+                let planned = match filter.as_ref() {
+                    Some(f) => plan::candidates(conn, &tenant, rt, f)?,
+                    None => Candidates::All,
+                };
+                let candidates = match planned {
+                    Candidates::Ids(ids) => {
+                        let ids: Vec<String> = ids.into_iter().collect();
                         let mut rows =
                             store::find_resources_by_ids(conn, &tenant, kind.name(), &ids)?;
                         rows.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
                         rows
                     }
-                    None => all_rows(conn, &tenant, kind)?,
+                    Candidates::All => all_rows(conn, &tenant, kind)?,
                 };
                 let side = Load {
                     members: kind == Kind::Group
@@ -707,54 +711,6 @@ fn page_keyset(
         resources,
         cursors: Some((next, prev)),
     })
-}
-
-/// `attr eq "v"` on an indexed attribute, alone or inside an `and`.
-fn index_probe(rt: &ResourceType, f: &scim_v2::filter::Filter) -> Option<(String, String)> {
-    use scim_v2::filter::{AttrExp, CompValue, CompareOp, Filter, ValFilter};
-    match f {
-        Filter::Attr(AttrExp::Comparison(p, CompareOp::Eq, CompValue::Str(v))) => {
-            let r = rt.resolve(p.uri.as_deref(), &p.name, p.sub_attr.as_deref())?;
-            if r.extension.is_some() {
-                return None;
-            }
-            let path = match r.sub {
-                Some(s) => format!("{}.{}", r.attr.name, s.name),
-                None => r.attr.name.clone(),
-            };
-            INDEXED.contains(&path.as_str()).then(|| {
-                (
-                    path.to_ascii_lowercase(),
-                    index_value(r.sub.unwrap_or(r.attr), v),
-                )
-            })
-        }
-        Filter::ValuePath(vp) => {
-            let inner = match vp.filter.as_ref() {
-                ValFilter::Attr(e) => Some(e),
-                ValFilter::And(items) => items.iter().find_map(|i| match i {
-                    ValFilter::Attr(e @ AttrExp::Comparison(p, CompareOp::Eq, _))
-                        if p.name.eq_ignore_ascii_case("value") =>
-                    {
-                        Some(e)
-                    }
-                    _ => None,
-                }),
-                _ => None,
-            }?;
-            let AttrExp::Comparison(p, CompareOp::Eq, v) = inner else {
-                return None;
-            };
-            let mut path = vp.attr.clone();
-            path.sub_attr = Some(p.name.clone());
-            index_probe(
-                rt,
-                &Filter::Attr(AttrExp::Comparison(path, CompareOp::Eq, v.clone())),
-            )
-        }
-        Filter::And(items) => items.iter().find_map(|i| index_probe(rt, i)),
-        _ => None,
-    }
 }
 
 /// Loads members / groups as asked.

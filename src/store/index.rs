@@ -109,6 +109,17 @@ pub fn replace_unique_keys(
     Ok(())
 }
 
+#[diesel::dsl::auto_type]
+fn eq_lookup<'a>(tenant: &'a str, resource_type: &'a str, attr: &'a str, value: &'a str) -> _ {
+    attr_index::table
+        .filter(attr_index::tenant.eq(tenant))
+        .filter(attr_index::resource_type.eq(resource_type))
+        .filter(attr_index::attr.eq(attr))
+        .filter(attr_index::value.eq(value))
+        .select(attr_index::resource_id)
+        .distinct()
+}
+
 /// Ids of resources whose indexed `attr` equals `value`.
 pub fn find_ids_by_index(
     conn: &mut AnyConnection,
@@ -117,11 +128,98 @@ pub fn find_ids_by_index(
     attr: &str,
     value: &str,
 ) -> Result<Vec<String>, StoreError> {
+    eq_lookup(tenant, resource_type, attr, value)
+        .load(conn)
+        .map_err(StoreError::from)
+}
+
+/// The backend's query plan for the `eq` look-up, for tests and diagnostics.
+pub fn explain_eq_lookup(conn: &mut AnyConnection) -> Result<String, StoreError> {
+    use diesel::sql_types::Text;
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+    let query = eq_lookup("t", "User", "username", "x");
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            let sql = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&query).to_string();
+            let sql = sql
+                .split(" -- binds")
+                .next()
+                .unwrap_or_default()
+                .replace('?', "'x'");
+            let lines: Vec<Line> =
+                diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(c)?;
+            Ok(lines
+                .into_iter()
+                .map(|l| l.detail)
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+        AnyConnection::Postgresql(c) => {
+            #[derive(QueryableByName)]
+            struct PgLine {
+                #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+                plan: String,
+            }
+            let sql = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
+            let mut sql = sql
+                .split(" -- binds")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            for n in (1..=4).rev() {
+                sql = sql.replace(&format!("${n}"), "'x'");
+            }
+            // Planning as for a large table: no sequential scan when an index serves.
+            diesel::sql_query("SET enable_seqscan = off").execute(c)?;
+            let lines: Vec<PgLine> = diesel::sql_query(format!("EXPLAIN {sql}")).load(c)?;
+            diesel::sql_query("SET enable_seqscan = on").execute(c)?;
+            Ok(lines
+                .into_iter()
+                .map(|l| l.plan)
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+    }
+}
+
+/// Ids of resources with an indexed `attr` value starting with `prefix`
+/// (a range scan on the index, not a table scan).
+pub fn find_ids_by_index_prefix(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    attr: &str,
+    prefix: &str,
+) -> Result<Vec<String>, StoreError> {
+    // Every string that starts with `prefix` sorts in [prefix, prefix + U+10FFFF).
+    let upper = format!("{prefix}\u{10FFFF}");
     attr_index::table
         .filter(attr_index::tenant.eq(tenant))
         .filter(attr_index::resource_type.eq(resource_type))
         .filter(attr_index::attr.eq(attr))
-        .filter(attr_index::value.eq(value))
+        .filter(attr_index::value.ge(prefix))
+        .filter(attr_index::value.lt(upper))
+        .select(attr_index::resource_id)
+        .distinct()
+        .load(conn)
+        .map_err(StoreError::from)
+}
+
+/// Ids of resources that have any value for an indexed `attr`.
+pub fn find_ids_with_attr(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    attr: &str,
+) -> Result<Vec<String>, StoreError> {
+    attr_index::table
+        .filter(attr_index::tenant.eq(tenant))
+        .filter(attr_index::resource_type.eq(resource_type))
+        .filter(attr_index::attr.eq(attr))
         .select(attr_index::resource_id)
         .distinct()
         .load(conn)

@@ -177,3 +177,17 @@ pub fn find_groups_of(
     }
     Ok(out)
 }
+
+/// Ids of the groups (of a tenant) that have `member_id` as a direct member.
+pub fn find_group_ids_with_member(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    member_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    Ok(group_members::table
+        .inner_join(resources::table.on(resources::id.eq(group_members::group_id)))
+        .filter(group_members::member_id.eq(member_id))
+        .filter(resources::tenant.eq(tenant))
+        .select(group_members::group_id)
+        .load(conn)?)
+}

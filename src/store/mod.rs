@@ -30,10 +30,13 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use audit::{AuditEvent, count_audit_events, insert_audit};
 pub use connection::{AnyConnection, Conn, Pool, Target, build_pool, run_migrations, write_tx};
-pub use index::{IndexEntry, find_ids_by_index, replace_index, replace_unique_keys};
+pub use index::{
+    IndexEntry, explain_eq_lookup, find_ids_by_index, find_ids_by_index_prefix, find_ids_with_attr,
+    replace_index, replace_unique_keys,
+};
 pub use members::{
     GroupRef, MemberRow, add_members, count_members, delete_all_members, delete_members,
-    find_groups_of, find_member_ids, find_members,
+    find_group_ids_with_member, find_groups_of, find_member_ids, find_members,
 };
 pub use resources::{
     ResourceRow, delete_resource, find_kinds, find_resource, find_resources_by_ids,

@@ -518,3 +518,11 @@ impl TestApp {
             .collect()
     }
 }
+
+// -- query plan helpers --
+impl TestApp {
+    /// The database's plan for the gateway's indexed `eq` look-up.
+    pub fn explain_eq_lookup(&self) -> String {
+        scim_gateway::store::explain_eq_lookup(&mut self.open_db()).expect("explain")
+    }
+}

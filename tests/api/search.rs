@@ -204,3 +204,15 @@ async fn bad_cursors_are_refused() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_eq_lookup_on_an_indexed_attribute_uses_the_index() {
+    let app = spawn_app().await;
+    app.create_user("bjensen").await;
+    let plan = app.explain_eq_lookup();
+    assert!(plan.contains("attr_index_lookup"), "plan: {plan}");
+    assert!(
+        !plan.contains("SCAN attr_index") && !plan.contains("Seq Scan"),
+        "plan: {plan}"
+    );
+}

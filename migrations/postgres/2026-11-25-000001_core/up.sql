@@ -18,7 +18,8 @@ CREATE TABLE attr_index (
     tenant        TEXT NOT NULL,
     resource_type TEXT NOT NULL,
     attr          TEXT NOT NULL,
-    value         TEXT NOT NULL,
+    -- byte order, as on SQLite: prefix searches are index range scans
+    value         TEXT COLLATE "C" NOT NULL,
     resource_id   TEXT NOT NULL REFERENCES resources (id) ON DELETE CASCADE
 );
 CREATE INDEX attr_index_lookup ON attr_index (tenant, resource_type, attr, value);
