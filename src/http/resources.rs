@@ -124,6 +124,21 @@ pub async fn search_resources(
     list_page(req, kind, actor, svc, settings, params).await
 }
 
+/// The projection of a list request and what it needs loaded: a list never
+/// embeds group members unless they are asked for by name.
+fn list_projection(svc: &Service, kind: Kind, params: &ListParams) -> (Projection, Load) {
+    let projection = svc.projection(
+        kind,
+        params.attributes.as_deref(),
+        params.excluded_attributes.as_deref(),
+    );
+    let load = Load {
+        members: kind == Kind::Group && projection.asks_for("members"),
+        groups: kind == Kind::User && projection.wants(svc.resource_type(kind), "groups"),
+    };
+    (projection, load)
+}
+
 async fn list_page(
     req: HttpRequest,
     kind: Kind,
@@ -133,16 +148,7 @@ async fn list_page(
     params: ListParams,
 ) -> Result<HttpResponse, ScimError> {
     let rt = svc.resource_type(kind);
-    let projection = svc.projection(
-        kind,
-        params.attributes.as_deref(),
-        params.excluded_attributes.as_deref(),
-    );
-    // A list never embeds group members unless they are asked for by name.
-    let load = Load {
-        members: kind == Kind::Group && projection.asks_for("members"),
-        groups: kind == Kind::User && projection.wants(rt, "groups"),
-    };
+    let (projection, load) = list_projection(&svc, kind, &params);
     let page = svc.list(&actor, kind, params, load).await?;
     let base = base_url(&req, &settings);
     let resources: Vec<Value> = page
@@ -321,15 +327,7 @@ pub async fn search_all(
     let mut answered = false;
     for kind in [Kind::User, Kind::Group] {
         let rt = svc.resource_type(kind);
-        let projection = svc.projection(
-            kind,
-            params.attributes.as_deref(),
-            params.excluded_attributes.as_deref(),
-        );
-        let load = Load {
-            members: kind == Kind::Group && projection.asks_for("members"),
-            groups: kind == Kind::User && projection.wants(rt, "groups"),
-        };
+        let (projection, load) = list_projection(&svc, kind, &params);
         let p = ListParams {
             start_index: skip + 1,
             count: params.count - resources.len(),
