@@ -84,7 +84,7 @@ impl Cursor {
             .decode(token.trim())
             .map_err(|_| invalid())?;
         let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-        if cursor.query != query {
+        if cursor.query != query || cursor.id.contains('\0') || cursor.created.contains('\0') {
             return Err(invalid());
         }
         Ok(cursor)

@@ -24,6 +24,11 @@ pub fn parse(text: &str) -> Result<Filter, ScimError> {
             "The filter is longer than {MAX_FILTER_LEN} characters."
         )));
     }
+    if text.contains('\0') {
+        return Err(ScimError::invalid_filter(
+            "The filter contains a NUL character.",
+        ));
+    }
     let spaced = space_after_not(text.trim());
     let text = spaced.as_str();
     let rewritten = fold_value_path_comparison(text);

@@ -11,11 +11,46 @@ use crate::store::IndexEntry;
 pub const INDEXED: [&str; 4] = ["userName", "externalId", "displayName", "emails.value"];
 
 /// Normalises a value for the index: case-folded unless the attribute is caseExact.
+///
+/// Values are cut to [`MAX_INDEXED_BYTES`] so every entry fits a B-tree page;
+/// a look-up cuts its operand the same way, so it finds a superset that the
+/// evaluator then narrows.
 pub fn index_value(def: &AttrDef, s: &str) -> String {
-    if def.case_exact {
+    let v = if def.case_exact {
         s.to_string()
     } else {
         s.to_lowercase()
+    };
+    truncate(v)
+}
+
+/// Longest indexed value, in bytes.
+pub const MAX_INDEXED_BYTES: usize = 512;
+
+fn truncate(mut v: String) -> String {
+    if v.len() > MAX_INDEXED_BYTES {
+        let mut end = MAX_INDEXED_BYTES;
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        v.truncate(end);
+    }
+    v
+}
+
+/// A unique key's stored form: the normalised value, or its SHA-256 when
+/// the value is too long to index (so long values never collide by prefix).
+fn unique_value(def: &AttrDef, s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let v = if def.case_exact {
+        s.to_string()
+    } else {
+        s.to_lowercase()
+    };
+    if v.len() > MAX_INDEXED_BYTES {
+        format!("sha256:{}", hex::encode(Sha256::digest(v.as_bytes())))
+    } else {
+        v
     }
 }
 
@@ -63,7 +98,7 @@ pub fn unique_keys(rt: &ResourceType, doc: &Map<String, Value>) -> Vec<IndexEntr
         .filter_map(|a| match doc.get(&a.name) {
             Some(Value::String(s)) => Some(IndexEntry {
                 attr: a.name.to_ascii_lowercase(),
-                value: index_value(a, s),
+                value: unique_value(a, s),
             }),
             _ => None,
         })

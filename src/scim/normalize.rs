@@ -342,10 +342,16 @@ pub fn single_value(
         },
         AttrType::Complex => return complex_value(def, value, schema),
     };
-    if let Value::String(s) = &v
-        && s.is_empty()
-    {
-        return Ok(None);
+    if let Value::String(s) = &v {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if s.contains('\0') {
+            return Err(ScimError::invalid_value(format!(
+                "Attribute '{}' contains a NUL character.",
+                def.name
+            )));
+        }
     }
     Ok(Some(v))
 }
@@ -396,15 +402,23 @@ fn complex_value(def: &AttrDef, value: &Value, schema: &str) -> Result<Option<Va
 }
 
 fn string_value(name: &str, value: &Value) -> Result<Option<String>, ScimError> {
-    match value {
-        Value::Null => Ok(None),
-        Value::String(s) if s.is_empty() => Ok(None),
-        Value::String(s) => Ok(Some(s.clone())),
-        Value::Number(n) => Ok(Some(n.to_string())),
-        _ => Err(ScimError::invalid_value(format!(
-            "Attribute '{name}' must be a string."
-        ))),
+    let s = match value {
+        Value::Null => return Ok(None),
+        Value::String(s) if s.is_empty() => return Ok(None),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(ScimError::invalid_value(format!(
+                "Attribute '{name}' must be a string."
+            )));
+        }
+    };
+    if s.contains('\0') {
+        return Err(ScimError::invalid_value(format!(
+            "Attribute '{name}' contains a NUL character."
+        )));
     }
+    Ok(Some(s))
 }
 
 /// Reads group member references: `[{"value": id, "type"?: …}]`; `$ref`

@@ -278,6 +278,7 @@ impl Service {
             .db
             .write(move |conn| {
                 let rt = rt_of(&reg, kind);
+                store::lock_resource(conn, &id)?;
                 let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
                 check_if_match(if_match.as_deref(), old.version)?;
                 check_immutable(rt, &parse_doc(&old)?, &n.doc)?;
@@ -322,6 +323,7 @@ impl Service {
             .db
             .write(move |conn| {
                 let rt = rt_of(&reg, kind);
+                store::lock_resource(conn, &id)?;
                 let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
                 check_if_match(if_match.as_deref(), old.version)?;
                 let old_doc = parse_doc(&old)?;
@@ -358,6 +360,7 @@ impl Service {
         Ok(self
             .db
             .write(move |conn| {
+                store::lock_resource(conn, &id)?;
                 let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
                 check_if_match(if_match.as_deref(), old.version)?;
                 let at = now();

@@ -40,7 +40,8 @@ pub use members::{
 };
 pub use resources::{
     ResourceRow, delete_resource, find_kinds, find_resource, find_resources_by_ids,
-    find_resources_keyset, find_resources_page, insert_resource, touch_resources, update_resource,
+    find_resources_keyset, find_resources_page, insert_resource, lock_resource, touch_resources,
+    update_resource,
 };
 
 use crate::config::DatabaseSettings;
@@ -76,14 +77,24 @@ impl From<DieselError> for StoreError {
     fn from(e: DieselError) -> Self {
         match e {
             DieselError::NotFound => StoreError::NotFound,
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                StoreError::Conflict(info.message().to_string())
+            // Database messages never reach clients: they name tables and constraints.
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                StoreError::Conflict("A resource with this value already exists.".into())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                StoreError::Scim(ScimError::invalid_value(
+                    "A referenced resource does not exist (any more).",
+                ))
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+                StoreError::Unavailable(info.message().to_string())
             }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 StoreError::Unavailable(info.message().to_string())
             }
             DieselError::DatabaseError(_, ref info)
                 if info.message().contains("database is locked")
+                    || info.message().contains("deadlock detected")
                     || info.message().contains("terminating connection")
                     || info.message().contains("server closed the connection")
                     || info.message().contains("no connection to the server")

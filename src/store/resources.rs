@@ -38,6 +38,9 @@ pub fn find_resource(
     resource_type: &str,
     id: &str,
 ) -> Result<ResourceRow, StoreError> {
+    if id.contains('\0') {
+        return Err(StoreError::NotFound); // no id has one; PostgreSQL would refuse the text
+    }
     resources::table
         .filter(resources::id.eq(id))
         .filter(resources::tenant.eq(tenant))
@@ -206,4 +209,16 @@ pub fn find_resources_keyset(
         rows.reverse();
     }
     Ok(rows)
+}
+
+/// Takes the row lock of a resource for the rest of the write transaction
+/// (PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serialises writers), so
+/// concurrent writers to one resource queue instead of losing updates.
+pub fn lock_resource(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
+    if let AnyConnection::Postgresql(c) = conn {
+        diesel::sql_query("SELECT 1 FROM resources WHERE id = $1 FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(id)
+            .execute(c)?;
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ mod filters;
 mod helpers;
 mod multi_process;
 mod patch;
+mod regressions;
 mod resources;
 mod search;
 mod smoke;

@@ -1,0 +1,101 @@
+//! Regression tests named after what broke.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn concurrent_patches_to_one_user_all_apply_and_none_is_a_false_conflict() {
+    let app = spawn_app().await;
+    let user = app.create_user("busy").await;
+    let path = format!("/Users/{}", user["id"].as_str().unwrap());
+    let patches = (0..8).map(|i| {
+        let body = patch_op(
+            json!([{"op": "add", "path": "emails", "value": [{"value": format!("e{i}@x.org")}]}]),
+        );
+        let path = path.clone();
+        let app = &app;
+        async move { app.patch(&path, &body).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(patches).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let got: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(got["emails"].as_array().unwrap().len(), 8, "{got}");
+    assert_eq!(got["meta"]["version"], "W/\"9\"");
+}
+
+#[tokio::test]
+async fn nul_characters_are_400_and_long_values_index_safely() {
+    let app = spawn_app().await;
+    for body in [
+        json!({"userName": "nul\u{0000}byte"}),
+        json!({"userName": "ok", "externalId": "a\u{0000}"}),
+    ] {
+        assert_scim_error(app.post("/Users", &body).await, 400, Some("invalidValue")).await;
+    }
+    assert_scim_error(app.get("/Users/a%00b").await, 404, None).await;
+    assert_scim_error(
+        app.get("/Users?filter=userName%20eq%20%22a%00%22").await,
+        400,
+        Some("invalidFilter"),
+    )
+    .await;
+    assert_eq!(app.user_count().await, 0);
+    // Values longer than an index entry are stored, found and kept unique.
+    let long = format!("{}@x.org", "ä".repeat(1500));
+    let res = app
+        .post(
+            "/Users",
+            &json!({"userName": long.clone(), "emails": [{"value": long.clone()}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let res = app
+        .post(
+            "/Users",
+            &json!({"userName": format!("{}b@x.org", "ä".repeat(1500))}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        201,
+        "a long name sharing a prefix is not a conflict"
+    );
+    assert_scim_error(
+        app.post("/Users", &json!({"userName": long.to_uppercase()}))
+            .await,
+        409,
+        Some("uniqueness"),
+    )
+    .await;
+    let found: Value = app
+        .request(
+            reqwest::Method::POST,
+            "/Users/.search",
+            Some(&json!({"filter": format!("emails.value eq \"{long}\"")})),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["totalResults"], 1, "{found}");
+}
+
+#[tokio::test]
+async fn database_messages_never_reach_clients_on_conflicts() {
+    let app = spawn_app().await;
+    app.create_user("taken").await;
+    let body = assert_scim_error(
+        app.post("/Users", &json!({"userName": "TAKEN"})).await,
+        409,
+        Some("uniqueness"),
+    )
+    .await;
+    let detail = body["detail"].as_str().unwrap().to_lowercase();
+    assert!(
+        !detail.contains("constraint") && !detail.contains("unique_keys"),
+        "{detail}"
+    );
+}
