@@ -219,7 +219,7 @@ fn attr_exp_path(e: &AttrExp) -> &AttrPath {
 /// text has no such form.
 fn fold_value_path_comparison(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len() + 8);
+    let mut out: Vec<u8> = Vec::with_capacity(text.len() + 8);
     let mut in_str = false;
     let mut changed = false;
     let mut open: Vec<usize> = Vec::new();
@@ -227,9 +227,9 @@ fn fold_value_path_comparison(text: &str) -> Option<String> {
     while i < bytes.len() {
         let c = bytes[i];
         if in_str {
-            out.push(c as char);
+            out.push(c);
             if c == b'\\' && i + 1 < bytes.len() {
-                out.push(bytes[i + 1] as char);
+                out.push(bytes[i + 1]);
                 i += 2;
                 continue;
             }
@@ -242,11 +242,11 @@ fn fold_value_path_comparison(text: &str) -> Option<String> {
         match c {
             b'"' => {
                 in_str = true;
-                out.push('"');
+                out.push(b'"');
             }
             b'[' => {
                 open.push(out.len());
-                out.push('[');
+                out.push(b'[');
             }
             b']' if bytes.get(i + 1) == Some(&b'.') => {
                 let start = open.pop()?;
@@ -262,24 +262,28 @@ fn fold_value_path_comparison(text: &str) -> Option<String> {
                 }
                 let sub = &text[i + 2..j];
                 let (comparison, end) = take_comparison(text, j)?;
-                let inner = out[start + 1..].to_string();
+                let inner = String::from_utf8_lossy(&out[start + 1..]).into_owned();
                 out.truncate(start + 1);
-                out.push_str(&format!("({inner}) and {sub}{comparison}]"));
+                out.extend_from_slice(format!("({inner}) and {sub}{comparison}]").as_bytes());
                 changed = true;
                 i = end;
                 continue;
             }
             b']' => {
                 open.pop();
-                out.push(']');
+                out.push(b']');
             }
-            _ => out.push(c as char),
+            _ => out.push(c),
         }
         i += 1;
     }
-    // Non-ASCII bytes were pushed as Latin-1 chars above; only use the
-    // rewrite when it changed something and the input was ASCII.
-    (changed && text.is_ascii()).then_some(out)
+    // Bytes are copied verbatim and only ASCII is inserted at ASCII
+    // delimiters, so the result is valid UTF-8 whenever the input was.
+    if changed {
+        String::from_utf8(out).ok()
+    } else {
+        None
+    }
 }
 
 /// Reads ` op value` or ` pr` starting at `from`; returns it and where it ends.
@@ -644,5 +648,22 @@ mod more_tests {
         assert_eq!(space_after_not("knot(a)"), "knot(a)");
         assert_eq!(space_after_not("ñot(a) or émnot(b)"), "ñot(a) or émnot(b)");
         assert!(parse("not(userName eq \"a\")").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::*;
+
+    #[test]
+    fn entra_value_path_comparison_with_non_ascii_text() {
+        assert_eq!(
+            fold_value_path_comparison(
+                r#"emails[type eq "wörk"].value eq "ä@x.org" and userName eq "José""#
+            )
+            .as_deref(),
+            Some(r#"emails[(type eq "wörk") and value eq "ä@x.org"] and userName eq "José""#)
+        );
+        assert!(parse(r#"emails[type eq "work"].value eq "ä@x.org""#).is_ok());
     }
 }
