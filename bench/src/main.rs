@@ -1,0 +1,228 @@
+//! `scim-bench`: starts the release gateway on a fresh database, loads it
+//! with users and groups, measures each SCIM operation in turn with
+//! concurrent keep-alive connections on loopback, and prints a Markdown
+//! report. The gateway is stopped (and a PostgreSQL database dropped) on
+//! every exit path, Ctrl-C included.
+//!
+//! ```text
+//! fresh DB ─▶ gateway (child, 127.0.0.1:free port) ─▶ load (Bulk) ─▶ measure op 1..8 ─▶ report
+//!                                                                      └ ceiling: GET /healthz
+//! ```
+
+mod client;
+mod database;
+mod fixtures;
+mod gateway;
+mod load;
+mod measure;
+mod ops;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use clap::Parser;
+
+use crate::database::Database;
+use crate::gateway::Gateway;
+use crate::measure::Plan;
+use crate::ops::{Op, Workload};
+use crate::report::{Report, Row, per_second};
+
+/// Benchmark a scim-gateway release binary.
+#[derive(Parser, Debug)]
+#[command(name = "scim-bench", version)]
+struct Args {
+    /// Users to load before measuring.
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    /// PostgreSQL server (postgres://…) to run on: a fresh database is
+    /// created there and dropped at the end. Default: a temporary SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The gateway binary (build it first: cargo build --release -p scim-gateway).
+    #[arg(long, default_value = "target/release/scim-gateway")]
+    gateway: PathBuf,
+    /// Measured seconds per operation.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Unrecorded warm-up seconds before each measurement.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// Concurrent keep-alive connections while measuring.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Members of the big group (at most --users).
+    #[arg(long, default_value_t = 100_000)]
+    group_members: usize,
+    /// Bulk requests in flight while loading.
+    #[arg(long, default_value_t = 4)]
+    load_connections: usize,
+    /// Threads of the load generator (it shares the machine with the gateway).
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads.max(1))
+        .enable_all()
+        .build();
+    let result = runtime
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(args)));
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("scim-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Creates the database, runs the benchmark, and removes the database
+/// whatever happened.
+async fn run(args: Args) -> anyhow::Result<String> {
+    if !args.gateway.is_file() {
+        bail!(
+            "gateway binary {} not found; build it with `cargo build --release -p scim-gateway` \
+             (from the workspace root) or pass --gateway PATH",
+            args.gateway.display()
+        );
+    }
+    if args.users == 0 || args.connections == 0 {
+        bail!("--users and --connections must be at least 1");
+    }
+    let work = tempfile::Builder::new().prefix("scim-bench-").tempdir()?;
+    let db = Database::create(args.database_url.as_deref(), work.path()).await?;
+    let outcome = tokio::select! {
+        r = bench(&args, &db, work.path()) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    let removed = db.remove().await;
+    if let (Err(_), Err(e)) = (&outcome, &removed) {
+        eprintln!("scim-bench: {e:#}");
+    }
+    let report = outcome?;
+    removed?;
+    Ok(report)
+}
+
+/// Starts the gateway, measures, and stops it (also on error).
+async fn bench(args: &Args, db: &Database, dir: &Path) -> anyhow::Result<String> {
+    eprintln!("starting {} on {}", args.gateway.display(), db.backend());
+    let mut gw = Gateway::start(&args.gateway, db.url(), &dir.join("gateway.log")).await?;
+    let result = measure_all(args, db, &mut gw).await;
+    if result.is_err() {
+        eprintln!("--- gateway log (last 30 lines) ---\n{}", gw.log_tail(30));
+    }
+    gw.stop().await?;
+    result
+}
+
+async fn measure_all(args: &Args, db: &Database, gw: &mut Gateway) -> anyhow::Result<String> {
+    let big = args.group_members.min(args.users);
+    eprintln!(
+        "loading {} users, an empty group and a {big}-member group",
+        args.users
+    );
+    let (data, stats) = load::load(&gw.target, args.users, big, args.load_connections).await?;
+    let memory_after_load = gw.memory()?;
+    let load = format!(
+        "Loaded {} users in {:.1} s ({:.0} users/s; {}, {} requests in flight), then 2 groups \
+         and the big group's {big} members in {:.1} s ({:.0} members/s, PATCH {} at a time).",
+        args.users,
+        stats.users_time.as_secs_f64(),
+        per_second(args.users, stats.users_time),
+        match stats.batch {
+            1 => "single POSTs".to_string(),
+            n => format!("/Bulk with {n} operations per request"),
+        },
+        args.load_connections,
+        stats.groups_time.as_secs_f64(),
+        per_second(big, stats.groups_time),
+        load::MEMBER_CHUNK,
+    );
+    eprintln!("{load}");
+    let data = Arc::new(data);
+    let mut pool = Arc::new(data.user_ids[big..].to_vec());
+    let load_before = load_average();
+    let plan = Plan {
+        connections: args.connections,
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+    };
+    let (mut rows, mut notes) = (Vec::new(), Vec::new());
+    for op in Op::ALL {
+        let label = op.label(big);
+        eprintln!("measuring {label}");
+        let work = Arc::new(Workload::new(op, data.clone(), pool.clone()));
+        let out = measure::run(&gw.target, work.clone(), plan).await?;
+        let peak_kib = gw.memory()?.peak_kib; // fails if the gateway died under this load
+        if op == Op::CreateUser {
+            // Users created here belong to no group: the member pool.
+            pool = Arc::new(out.created.iter().chain(pool.iter()).cloned().collect());
+        }
+        if let Some((repeated, sent, pool)) = work.repeated_additions() {
+            notes.push(format!(
+                "{label}: only {pool} users were not yet members, so {repeated} of {sent} \
+                 additions repeated an existing member"
+            ));
+        }
+        if let Some(e) = &out.first_error {
+            notes.push(format!("{label}: {} errors; first: {e}", out.errors));
+        }
+        let row = Row {
+            op,
+            label,
+            rate: out.rate(),
+            p50: out.millis_at(50.0),
+            p99: out.millis_at(99.0),
+            errors: out.errors,
+            peak_kib,
+        };
+        eprintln!(
+            "  {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            row.rate, row.p50, row.p99, row.errors
+        );
+        rows.push(row);
+    }
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let setup = format!(
+        "{} keep-alive connections on loopback, {} s warm-up + {} s per operation; load generator \
+         on {} threads sharing {cores} cores with the gateway. Latencies are of successful requests. \
+         Member PATCHes send `Prefer: return=minimal` (204, no group body); the user PATCH gets the \
+         full 200 response. Machine load average (1/5/15 min) before measuring: {load_before}; \
+         after: {}.",
+        args.connections,
+        args.warmup,
+        args.duration,
+        args.client_threads,
+        load_average()
+    );
+    let report = Report {
+        users: args.users,
+        backend: db.backend(),
+        setup,
+        load,
+        rows,
+        memory: (memory_after_load, gw.memory()?),
+        notes,
+    };
+    Ok(report.render())
+}
+
+/// The machine's load averages: on a shared machine other work skews
+/// absolute numbers, and the report should say so.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}

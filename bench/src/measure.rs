@@ -1,0 +1,160 @@
+//! Closed-loop measurement: a fixed number of keep-alive connections, each
+//! sending its next request as soon as the previous answer is read, for a
+//! warm-up (not recorded) and then the measured duration. Latencies of
+//! successful requests go into an HDR histogram (microseconds, 3
+//! significant digits); any other answer, a transport error or a timeout
+//! counts as an error, and a failed connection is reopened.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use crate::client::{Conn, Target};
+use crate::ops::{Op, Workload, created_id};
+
+/// Bound for one request; a slower one counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest latency the histogram records (longer ones are clamped).
+const MAX_MICROS: u64 = 60_000_000;
+
+/// How long and how hard to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Unrecorded time before the measurement.
+    pub warmup: Duration,
+    /// Measured time.
+    pub duration: Duration,
+}
+
+/// What one operation's measurement found.
+pub struct Outcome {
+    /// Latencies of successful requests, in microseconds.
+    pub hist: Histogram<u64>,
+    /// Failed requests during the measured time.
+    pub errors: u64,
+    /// First failure seen, for the report.
+    pub first_error: Option<String>,
+    /// From the end of the warm-up to the last recorded answer.
+    pub elapsed: Duration,
+    /// Ids of users the operation created (warm-up included).
+    pub created: Vec<String>,
+}
+
+impl Outcome {
+    /// Successful requests per second.
+    pub fn rate(&self) -> f64 {
+        self.hist.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Latency at `q` (0–100), in milliseconds.
+    pub fn millis_at(&self, q: f64) -> f64 {
+        self.hist.value_at_percentile(q) as f64 / 1000.0
+    }
+}
+
+/// Runs `work` under `plan`.
+pub async fn run(target: &Target, work: Arc<Workload>, plan: Plan) -> anyhow::Result<Outcome> {
+    let warm_end = Instant::now() + plan.warmup;
+    let end = warm_end + plan.duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for seed in 0..plan.connections as u64 {
+        let (target, work) = (target.clone(), work.clone());
+        tasks.spawn(async move { worker(&target, &work, warm_end, end, seed).await });
+    }
+    let mut total = Outcome {
+        hist: histogram()?,
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+        created: Vec::new(),
+    };
+    while let Some(joined) = tasks.join_next().await {
+        let part = joined.context("benchmark connection task failed")??;
+        total.hist.add(&part.hist)?;
+        total.errors += part.errors;
+        total.first_error = total.first_error.or(part.first_error);
+        total.elapsed = total.elapsed.max(part.elapsed);
+        total.created.extend(part.created);
+    }
+    if total.elapsed.is_zero() {
+        total.elapsed = plan.duration;
+    }
+    Ok(total)
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, MAX_MICROS, 3)?)
+}
+
+/// One connection's loop.
+async fn worker(
+    target: &Target,
+    work: &Workload,
+    warm_end: Instant,
+    end: Instant,
+    seed: u64,
+) -> anyhow::Result<Outcome> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut out = Outcome {
+        hist: histogram()?,
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+        created: Vec::new(),
+    };
+    // The first connection must open: a gateway that refuses it is down.
+    let mut conn = Some(Conn::open(target).await?);
+    while Instant::now() < end {
+        let Some(c) = conn.as_mut() else {
+            match Conn::open(target).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    out.fail(Instant::now() >= warm_end, format!("reconnect: {e:#}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            continue;
+        };
+        let call = work.next_call(&mut rng);
+        let start = Instant::now();
+        let result = c.send(&call, REQUEST_TIMEOUT).await;
+        let done = Instant::now();
+        let measured = start >= warm_end;
+        match result {
+            Ok(reply) if work.accepts(&reply) => {
+                if work.op() == Op::CreateUser {
+                    out.created.extend(created_id(&reply.body));
+                }
+                if measured {
+                    let micros = (done - start).as_micros() as u64;
+                    out.hist.saturating_record(micros.clamp(1, MAX_MICROS));
+                    out.elapsed = done - warm_end;
+                }
+            }
+            Ok(reply) => out.fail(
+                measured,
+                format!("{} {}: {}", call.method, call.path, reply.describe()),
+            ),
+            Err(e) => {
+                out.fail(measured, format!("{e:#}"));
+                conn = None;
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Outcome {
+    fn fail(&mut self, measured: bool, what: String) {
+        if measured {
+            self.errors += 1;
+            self.first_error.get_or_insert(what);
+        }
+    }
+}
