@@ -30,6 +30,195 @@ pub struct Settings {
     pub tenants: Vec<TenantSettings>,
     /// Logging.
     pub log: LogSettings,
+    /// Downstream applications the gateway provisions (or that pull).
+    pub apps: Vec<AppSettings>,
+    /// Delivery engine defaults.
+    pub delivery: DeliverySettings,
+    /// The admin API.
+    pub admin: AdminSettings,
+}
+
+/// Admin API access.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Admin bearer tokens (distinct from SCIM tokens). `SCIM_GATEWAY_ADMIN_TOKEN`
+    /// adds one more.
+    pub tokens: Vec<TokenSettings>,
+}
+
+/// Delivery engine defaults; each app may override the per-app ones.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Whether `serve` runs delivery workers (a process may serve SCIM only).
+    pub enabled: bool,
+    /// Concurrent adapter calls per app.
+    pub concurrency: usize,
+    /// Attempts before a job becomes a dead letter.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; doubles per attempt, with jitter.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay in seconds.
+    pub backoff_max_secs: u64,
+    /// Timeout of one adapter call in seconds.
+    pub timeout_secs: u64,
+    /// How long a claimed job stays with its worker before another may take
+    /// it (a worker that died), in seconds.
+    pub lease_secs: u64,
+    /// How often workers look for jobs written by other processes, in ms.
+    pub poll_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            concurrency: 8,
+            max_attempts: 12,
+            backoff_base_ms: 1000,
+            backoff_max_secs: 900,
+            timeout_secs: 10,
+            lease_secs: 120,
+            poll_ms: 1000,
+        }
+    }
+}
+
+/// One downstream application.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    /// Unique name, used in job rows, audit rows and the admin API.
+    pub name: String,
+    /// Tenant whose identities the app receives.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// How the gateway reaches the app.
+    #[serde(default)]
+    pub adapter: AdapterSettings,
+    /// Which users get an account: a SCIM filter (all users when unset).
+    pub scope: Option<String>,
+    /// Whether groups are provisioned too (with members that have accounts).
+    #[serde(default)]
+    pub groups: bool,
+    /// Which groups are provisioned: a SCIM filter (all when unset).
+    pub group_scope: Option<String>,
+    /// What happens to an account whose user leaves the scope.
+    #[serde(default)]
+    pub on_leave: LeaveAction,
+    /// Account attribute (SCIM path) → where its value comes from. When
+    /// empty, the user's attributes are passed through.
+    #[serde(default)]
+    pub mapping: std::collections::BTreeMap<String, MappingSpec>,
+    /// Read-only tokens with which the app pulls its identities.
+    #[serde(default)]
+    pub pull_tokens: Vec<TokenSettings>,
+    /// Overrides `delivery.concurrency`.
+    pub concurrency: Option<usize>,
+    /// Overrides `delivery.max_attempts`.
+    pub max_attempts: Option<u32>,
+    /// Overrides `delivery.timeout_secs`.
+    pub timeout_secs: Option<u64>,
+    /// Most adapter calls per second (unlimited when unset).
+    pub rate_limit_per_sec: Option<f64>,
+}
+
+fn default_tenant() -> String {
+    DEFAULT_TENANT.into()
+}
+
+/// What to do with an account whose user no longer matches the app's scope.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaveAction {
+    /// Set `active` false and keep the account.
+    #[default]
+    Disable,
+    /// Delete the account.
+    Delete,
+}
+
+/// Adapter kind and its settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AdapterSettings {
+    /// No push: the app only pulls with its tokens.
+    #[default]
+    None,
+    /// A downstream SCIM 2.0 service provider.
+    Scim(ScimAdapterSettings),
+    /// Signed JSON events to an HTTPS endpoint.
+    Webhook(WebhookSettings),
+}
+
+/// A downstream SCIM service provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimAdapterSettings {
+    /// Its SCIM base URL (the one ending in `/scim/v2` or similar).
+    pub base_url: String,
+    /// Bearer token: the name of an environment variable holding it.
+    pub token_env: Option<String>,
+    /// Bearer token: a file holding it (e.g. a mounted secret).
+    pub token_file: Option<PathBuf>,
+    /// `patch` (default) or `put` for updates.
+    #[serde(default)]
+    pub update: UpdateMethod,
+}
+
+/// How a downstream SCIM app is updated.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateMethod {
+    /// PATCH with the attributes that changed.
+    #[default]
+    Patch,
+    /// PUT of the whole account.
+    Put,
+}
+
+/// A webhook endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Where events are POSTed. `http://` is accepted only for loopback hosts.
+    pub url: String,
+    /// Environment variables holding the signing secrets (`whsec_…` or raw);
+    /// two during a rotation, every event is signed with each.
+    #[serde(default)]
+    pub secrets_env: Vec<String>,
+    /// Files holding signing secrets, as `secrets_env`.
+    #[serde(default)]
+    pub secret_files: Vec<PathBuf>,
+}
+
+/// Where one account attribute comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MappingSpec {
+    /// A source attribute path, e.g. `emails[type eq "work"].value`.
+    Path(String),
+    /// The full form.
+    Rule(Box<MappingRule>),
+}
+
+/// The full form of a mapping entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingRule {
+    /// A source attribute path.
+    pub from: Option<String>,
+    /// Several source paths joined with `separator`.
+    pub join: Option<Vec<String>>,
+    /// Separator for `join` (a space by default).
+    pub separator: Option<String>,
+    /// A constant.
+    pub value: Option<serde_json::Value>,
+    /// Used when the source has no value.
+    pub default: Option<serde_json::Value>,
+    /// `lower`, `upper` or `trim`, applied to string values.
+    pub transform: Option<String>,
 }
 
 /// HTTP listener settings.
@@ -183,6 +372,8 @@ pub struct TokenHash {
     pub token_id: String,
     /// SHA-256 of the secret.
     pub hash: [u8; 32],
+    /// For an app's pull token: the app, whose view the token reads.
+    pub app: Option<String>,
 }
 
 /// SHA-256 of a token secret.
@@ -224,6 +415,13 @@ impl Settings {
         if let Some(v) = get("SCIM_GATEWAY_LOG_FORMAT") {
             self.log.format = v;
         }
+        if let Some(secret) = get("SCIM_GATEWAY_ADMIN_TOKEN").filter(|s| !s.is_empty()) {
+            self.admin.tokens.push(TokenSettings {
+                id: "env".into(),
+                sha256: Some(hex::encode(hash_token(&secret))),
+                secret_env: None,
+            });
+        }
         if let Some(secret) = get("SCIM_GATEWAY_TOKEN").filter(|s| !s.is_empty()) {
             let token = TokenSettings {
                 id: "env".into(),
@@ -240,39 +438,62 @@ impl Settings {
         }
     }
 
-    /// Resolves every configured token to its hash, reading `secret_env` now.
+    /// Resolves every configured SCIM token (tenant tokens and apps' pull
+    /// tokens) to its hash, reading `secret_env` now.
     pub fn token_hashes(&self) -> anyhow::Result<Vec<TokenHash>> {
         let mut out = Vec::new();
         for tenant in &self.tenants {
             anyhow::ensure!(!tenant.id.is_empty(), "a tenant has an empty id");
             for token in &tenant.tokens {
-                let hash = match (&token.sha256, &token.secret_env) {
-                    (Some(h), None) => {
-                        let bytes = hex::decode(h.trim())
-                            .with_context(|| format!("token {}: sha256 is not hex", token.id))?;
-                        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                            anyhow::anyhow!("token {}: sha256 must be 32 bytes", token.id)
-                        })?
-                    }
-                    (None, Some(var)) => {
-                        let secret = std::env::var(var).with_context(|| {
-                            format!("token {}: environment variable {var} is not set", token.id)
-                        })?;
-                        hash_token(&secret)
-                    }
-                    _ => anyhow::bail!(
-                        "token {}: set exactly one of sha256 or secret_env",
-                        token.id
-                    ),
-                };
                 out.push(TokenHash {
                     tenant: tenant.id.clone(),
                     token_id: token.id.clone(),
-                    hash,
+                    hash: token.resolve()?,
+                    app: None,
+                });
+            }
+        }
+        for app in &self.apps {
+            for token in &app.pull_tokens {
+                out.push(TokenHash {
+                    tenant: app.tenant.clone(),
+                    token_id: token.id.clone(),
+                    hash: token.resolve()?,
+                    app: Some(app.name.clone()),
                 });
             }
         }
         Ok(out)
+    }
+
+    /// Resolves the admin tokens to `(name, hash)`.
+    pub fn admin_token_hashes(&self) -> anyhow::Result<Vec<(String, [u8; 32])>> {
+        self.admin
+            .tokens
+            .iter()
+            .map(|t| Ok((t.id.clone(), t.resolve()?)))
+            .collect()
+    }
+}
+
+impl TokenSettings {
+    /// The token's SHA-256, from `sha256` or by hashing `secret_env`'s value.
+    pub fn resolve(&self) -> anyhow::Result<[u8; 32]> {
+        match (&self.sha256, &self.secret_env) {
+            (Some(h), None) => {
+                let bytes = hex::decode(h.trim())
+                    .with_context(|| format!("token {}: sha256 is not hex", self.id))?;
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| anyhow::anyhow!("token {}: sha256 must be 32 bytes", self.id))
+            }
+            (None, Some(var)) => {
+                let secret = std::env::var(var).with_context(|| {
+                    format!("token {}: environment variable {var} is not set", self.id)
+                })?;
+                Ok(hash_token(&secret))
+            }
+            _ => anyhow::bail!("token {}: set exactly one of sha256 or secret_env", self.id),
+        }
     }
 }
 

@@ -120,6 +120,11 @@ impl ScimError {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
+    /// A 403: the token is valid but may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, detail)
+    }
+
     /// A 401; the response carries `WWW-Authenticate: Bearer`.
     pub fn unauthorized() -> Self {
         Self::new(

@@ -2,13 +2,18 @@
 //!
 //! Data moves through the modules in this order: [`http`] (auth, limits,
 //! SCIM errors) → [`scim`] (schema-driven validation, PATCH, filters) →
-//! [`store`] (one transaction per write, with its audit row) → delivery to
-//! downstream apps. [`audit`] stands beside them.
+//! [`store`] (one transaction writes the change, its audit row and a sync job
+//! per app) → [`lifecycle`] (which apps, which account) → [`delivery`]
+//! (claim, converge, retry) → [`adapters`] (scim, webhook). [`audit`] stands
+//! beside them.
 
+pub mod adapters;
 pub mod audit;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod scim;
 pub mod startup;
 pub mod store;

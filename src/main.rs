@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
 #[actix_web::main]
 async fn serve(settings: Settings, tokens: Vec<TokenHash>) -> anyhow::Result<()> {
     let app = Application::build(&settings, tokens)?;
+    let _engine = app.start_delivery().await?;
     tracing::info!(
         listen = %settings.server.listen,
         port = app.port(),
@@ -128,5 +129,6 @@ fn development_token(settings: &Settings) -> anyhow::Result<TokenHash> {
         tenant: DEFAULT_TENANT.into(),
         token_id: "development".into(),
         hash,
+        app: None,
     })
 }

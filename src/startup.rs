@@ -9,10 +9,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
-use crate::config::{Settings, TokenHash};
+use crate::config::{AppSettings, DeliverySettings, Settings, TokenHash};
+use crate::delivery::{Engine, Fanout};
+use crate::http::admin::AdminTokens;
 use crate::http::auth::TokenStore;
 use crate::http::body::BodyLimits;
 use crate::http::{HttpSettings, configure, middleware};
+use crate::lifecycle::Apps;
 use crate::scim::schema::Registry;
 use crate::scim::service::Service;
 use crate::store::Db;
@@ -22,6 +25,8 @@ pub struct Application {
     port: u16,
     server: Server,
     service: Service,
+    apps: Vec<AppSettings>,
+    delivery: DeliverySettings,
 }
 
 impl Application {
@@ -29,11 +34,19 @@ impl Application {
     pub fn build(settings: &Settings, tokens: Vec<TokenHash>) -> anyhow::Result<Self> {
         let db = Db::open(&settings.database).context("opening the database")?;
         let registry = Arc::new(Registry::load(&settings.scim).context("loading schemas")?);
+        let apps = Arc::new(Apps::compile(&registry, &settings.apps).context("in [[apps]]")?);
+        let fanout = Fanout::new(apps);
         let service = Service {
             registry: registry.clone(),
             db,
             settings: Arc::new(settings.scim.clone()),
+            fanout,
         };
+        // Adapters are built (secrets read, URLs checked) before anything starts.
+        for app in &settings.apps {
+            crate::adapters::build(app, &settings.delivery)
+                .with_context(|| format!("app {}", app.name))?;
+        }
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let port = listener.local_addr()?.port();
@@ -49,6 +62,9 @@ impl Application {
             bulk_max_payload_bytes: settings.scim.bulk_max_payload_bytes,
         };
         let tokens = web::Data::new(TokenStore::new(tokens));
+        let admin = web::Data::new(AdminTokens::new(
+            settings.admin_token_hashes().context("admin tokens")?,
+        ));
         let svc = web::Data::new(service.clone());
         let reg = web::Data::from(registry);
         let http = web::Data::new(http);
@@ -56,6 +72,7 @@ impl Application {
             App::new()
                 .wrap(from_fn(middleware::observe))
                 .app_data(tokens.clone())
+                .app_data(admin.clone())
                 .app_data(svc.clone())
                 .app_data(reg.clone())
                 .app_data(http.clone())
@@ -69,7 +86,26 @@ impl Application {
             port,
             server: server.run(),
             service,
+            apps: settings.apps.clone(),
+            delivery: settings.delivery.clone(),
         })
+    }
+
+    /// Starts the delivery engine (one loop per pushing app). `serve` calls
+    /// it before running; tests may leave it off.
+    pub async fn start_delivery(&self) -> anyhow::Result<Option<Engine>> {
+        if !self.delivery.enabled || self.apps.is_empty() {
+            return Ok(None);
+        }
+        let engine = Engine::start(
+            self.service.db.clone(),
+            self.service.registry.clone(),
+            self.service.fanout.clone(),
+            &self.apps,
+            &self.delivery,
+        )
+        .await?;
+        Ok(Some(engine))
     }
 
     /// The bound port.

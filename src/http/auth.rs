@@ -38,6 +38,7 @@ impl TokenStore {
                 found = Some(Actor {
                     tenant: t.tenant.clone(),
                     token_id: t.token_id.clone(),
+                    app: t.app.clone(),
                 });
             }
         }

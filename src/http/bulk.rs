@@ -17,6 +17,11 @@ pub async fn post_bulk(
     svc: web::Data<Service>,
     settings: web::Data<HttpSettings>,
 ) -> Result<HttpResponse, ScimError> {
+    if actor.app.is_some() {
+        return Err(ScimError::forbidden(
+            "This token belongs to an app and may only read.",
+        ));
+    }
     let limits = BodyLimits {
         max_bytes: settings.bulk_max_payload_bytes,
         max_depth: settings.limits.max_depth,

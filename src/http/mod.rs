@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, extractors and response helpers. Handlers are
 //! thin: extract, call one service function, map the result.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod bulk;
@@ -134,6 +135,7 @@ fn resource_routes(cfg: &mut web::ServiceConfig, kind: Kind, endpoint: &str) {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .configure(admin::configure)
         .service(
             web::scope("/scim/v2")
                 .configure(|c| resource_routes(c, Kind::User, "/Users"))

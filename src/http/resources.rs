@@ -68,11 +68,13 @@ fn if_match(req: &HttpRequest) -> Option<String> {
         .map(str::to_string)
 }
 
+#[expect(clippy::too_many_arguments, reason = "a response has many inputs")]
 fn respond(
     status: StatusCode,
     req: &HttpRequest,
     settings: &HttpSettings,
     svc: &Service,
+    actor: &Actor,
     kind: Kind,
     stored: &Stored,
     projection: &Projection,
@@ -86,6 +88,7 @@ fn respond(
         .and_then(Value::as_str)
         .map(str::to_string);
     projection.apply(rt, &mut doc);
+    let doc = svc.pull_view(actor, kind, doc);
     let mut res = HttpResponse::build(status);
     res.content_type(SCIM_JSON)
         .insert_header((header::ETAG, stored.etag()));
@@ -157,7 +160,7 @@ async fn list_page(
         .map(|s| {
             let mut doc = render(rt, s, &base);
             projection.apply(rt, &mut doc);
-            Value::Object(doc)
+            Value::Object(svc.pull_view(&actor, kind, doc))
         })
         .collect();
     let body = list_response(page.total, page.start_index, resources, page.cursors);
@@ -183,6 +186,7 @@ pub async fn create_resource(
         &req,
         &settings,
         &svc,
+        &actor,
         kind,
         &stored,
         &c.projection,
@@ -219,6 +223,7 @@ pub async fn get_resource(
         &req,
         &settings,
         &svc,
+        &actor,
         kind,
         &stored,
         &c.projection,
@@ -245,6 +250,7 @@ pub async fn replace_resource(
         &req,
         &settings,
         &svc,
+        &actor,
         kind,
         &stored,
         &c.projection,
@@ -284,6 +290,7 @@ pub async fn patch_resource(
         &req,
         &settings,
         &svc,
+        &actor,
         kind,
         &stored,
         &c.projection,
@@ -347,7 +354,7 @@ pub async fn search_all(
         resources.extend(page.resources.iter().map(|s| {
             let mut doc = render(rt, s, &base);
             projection.apply(rt, &mut doc);
-            Value::Object(doc)
+            Value::Object(svc.pull_view(&actor, kind, doc))
         }));
     }
     if let (false, Some(e)) = (answered, first_error) {

@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use scim_v2::filter::Filter;
 use serde_json::{Map, Value, json};
 
 use super::cursor::{self, Cursor, Direction};
@@ -23,7 +24,9 @@ use super::project::Projection;
 use super::render::{Stored, render};
 use super::schema::{Mutability, Registry, ResourceType};
 use crate::config::ScimSettings;
+use crate::delivery::Fanout;
 use crate::error::ScimError;
+use crate::lifecycle::AppPolicy;
 use crate::store::{self, AnyConnection, AuditEvent, Db, ResourceRow, StoreError};
 
 /// Which resource type a request addresses.
@@ -50,11 +53,23 @@ pub struct Actor {
     pub tenant: String,
     /// The token's configured name.
     pub token_id: String,
+    /// For an app's pull token: the app, whose read-only view it sees.
+    pub app: Option<String>,
 }
 
 impl Actor {
     fn label(&self) -> String {
         format!("{}/{}", self.tenant, self.token_id)
+    }
+
+    /// Refuses writes with an app's pull token.
+    fn writer(&self) -> Result<(), ScimError> {
+        match &self.app {
+            Some(_) => Err(ScimError::forbidden(
+                "This token belongs to an app and may only read.",
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -90,6 +105,8 @@ pub struct Service {
     pub db: Db,
     /// Paging limits.
     pub settings: Arc<ScimSettings>,
+    /// The apps each change must reach.
+    pub fanout: Fanout,
 }
 
 fn now() -> String {
@@ -108,6 +125,7 @@ fn audit(actor: &Actor, action: &str, kind: Kind, id: &str, version: i64, at: &s
         resource_id: Some(id.to_string()),
         outcome: "success".into(),
         detail: Some(json!({ "version": version }).to_string()),
+        app: None,
     }
 }
 
@@ -191,9 +209,12 @@ impl Service {
         body: Value,
         load: Load,
     ) -> Result<Stored, ScimError> {
+        actor.writer()?;
         let n = normalize(self.rt(kind), &body)?;
         let reg = self.registry.clone();
         let actor = actor.clone();
+        let fanout = self.fanout.clone();
+        let tenant = actor.tenant.clone();
         let stored = self
             .db
             .write(move |conn| {
@@ -229,15 +250,25 @@ impl Service {
                     &row.id,
                     &index_entries(rt, &n.doc),
                 )?;
+                let mut changed = vec![row.id.clone()];
                 if let Some(members) = &n.members {
                     add_members(conn, &row.tenant, &row.id, members)?;
                     let ids: Vec<String> = members.iter().map(|m| m.value.clone()).collect();
                     store::touch_resources(conn, &ids, &at)?;
+                    changed.extend(ids);
                 }
+                store::jobs::enqueue(
+                    conn,
+                    &row.tenant,
+                    fanout.pushing(&row.tenant),
+                    &changed,
+                    &at,
+                )?;
                 store::insert_audit(conn, &audit(&actor, "scim.create", kind, &row.id, 1, &at))?;
                 load_side(conn, kind, row, load)
             })
             .await?;
+        self.fanout.wake_tenant(&tenant);
         Ok(stored)
     }
 
@@ -251,13 +282,74 @@ impl Service {
     ) -> Result<Stored, ScimError> {
         let tenant = actor.tenant.clone();
         let id = id.to_string();
+        let policy = self.pull_policy(actor)?;
+        let reg = self.registry.clone();
+        let load = match &policy {
+            Some(p) => Load {
+                groups: load.groups || (kind == Kind::User && p.needs_groups()),
+                ..load
+            },
+            None => load,
+        };
         Ok(self
             .db
             .run(move |conn| {
                 let row = store::find_resource(conn, &tenant, kind.name(), &id)?;
-                load_side(conn, kind, row, load)
+                let mut stored = load_side(conn, kind, row, load)?;
+                if let Some(p) = &policy {
+                    let doc = render(rt_of(&reg, kind), &stored, "");
+                    if !p.in_scope(&reg, kind, &doc) {
+                        return Err(StoreError::NotFound);
+                    }
+                    restrict_members(conn, &reg, p, &tenant, &mut stored)?;
+                }
+                Ok(stored)
             })
             .await?)
+    }
+
+    /// The app whose view a pull token reads, if the actor has one.
+    fn pull_policy(&self, actor: &Actor) -> Result<Option<Arc<AppPolicy>>, ScimError> {
+        match &actor.app {
+            None => Ok(None),
+            Some(app) => self
+                .fanout
+                .apps()
+                .get(app)
+                .cloned()
+                .map(Some)
+                .ok_or_else(ScimError::unauthorized),
+        }
+    }
+
+    /// What an app's pull token sees of a rendered resource: the account
+    /// the app's mapping makes of it, with the gateway's `id` and `meta`.
+    pub fn pull_view(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        doc: Map<String, Value>,
+    ) -> Map<String, Value> {
+        let Some(policy) = actor.app.as_ref().and_then(|a| self.fanout.apps().get(a)) else {
+            return doc;
+        };
+        if kind == Kind::Group {
+            return doc;
+        }
+        let account = policy.user_account(&self.registry, &doc);
+        let mut out = Map::with_capacity(account.len() + 2);
+        let mut rest = account.into_iter();
+        if let Some((k, v)) = rest.next() {
+            out.insert(k, v);
+        }
+        if let Some(id) = doc.get("id") {
+            out.insert("id".into(), id.clone());
+        }
+        out.extend(rest);
+        if let Some(meta) = doc.get("meta") {
+            out.insert("meta".into(), meta.clone());
+        }
+        out
     }
 
     /// PUT: replaces a resource's attributes (and a group's members).
@@ -270,11 +362,14 @@ impl Service {
         if_match: Option<String>,
         load: Load,
     ) -> Result<Stored, ScimError> {
+        actor.writer()?;
         let n = normalize(self.rt(kind), &body)?;
         let reg = self.registry.clone();
+        let tenant = actor.tenant.clone();
         let actor = actor.clone();
         let id = id.to_string();
-        Ok(self
+        let fanout = self.fanout.clone();
+        let stored = self
             .db
             .write(move |conn| {
                 let rt = rt_of(&reg, kind);
@@ -299,10 +394,13 @@ impl Service {
                     &members,
                     "scim.replace",
                     true,
+                    fanout.pushing(&actor.tenant),
                 )?;
                 load_side(conn, kind, row, load)
             })
-            .await?)
+            .await?;
+        self.fanout.wake_tenant(&tenant);
+        Ok(stored)
     }
 
     /// PATCH: applies RFC 7644 §3.5.2 operations atomically.
@@ -315,11 +413,14 @@ impl Service {
         if_match: Option<String>,
         load: Load,
     ) -> Result<Stored, ScimError> {
+        actor.writer()?;
         let ops = patch::parse(&body)?;
         let reg = self.registry.clone();
+        let tenant = actor.tenant.clone();
         let actor = actor.clone();
         let id = id.to_string();
-        Ok(self
+        let fanout = self.fanout.clone();
+        let stored = self
             .db
             .write(move |conn| {
                 let rt = rt_of(&reg, kind);
@@ -341,10 +442,13 @@ impl Service {
                     &patched.members,
                     "scim.patch",
                     changed,
+                    fanout.pushing(&actor.tenant),
                 )?;
                 load_side(conn, kind, row, load)
             })
-            .await?)
+            .await?;
+        self.fanout.wake_tenant(&tenant);
+        Ok(stored)
     }
 
     /// DELETE.
@@ -355,10 +459,12 @@ impl Service {
         id: &str,
         if_match: Option<String>,
     ) -> Result<(), ScimError> {
+        actor.writer()?;
+        let tenant = actor.tenant.clone();
         let actor = actor.clone();
         let id = id.to_string();
-        Ok(self
-            .db
+        let fanout = self.fanout.clone();
+        self.db
             .write(move |conn| {
                 store::lock_resource(conn, &id)?;
                 let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
@@ -380,13 +486,24 @@ impl Service {
                 }
                 store::delete_resource(conn, &actor.tenant, kind.name(), &id)?;
                 store::touch_resources(conn, &groups, &at)?;
+                let mut changed = groups;
+                changed.push(id.clone());
+                store::jobs::enqueue(
+                    conn,
+                    &actor.tenant,
+                    fanout.pushing(&actor.tenant),
+                    &changed,
+                    &at,
+                )?;
                 store::insert_audit(
                     conn,
                     &audit(&actor, "scim.delete", kind, &id, old.version, &at),
                 )?;
                 Ok(())
             })
-            .await?)
+            .await?;
+        self.fanout.wake_tenant(&tenant);
+        Ok(())
     }
 
     /// GET list / `.search`: filter, sort and page.
@@ -406,6 +523,29 @@ impl Service {
             }
             None => None,
         };
+        // An app's pull token sees only the app's scope.
+        let policy = self.pull_policy(actor)?;
+        let filter = match &policy {
+            None => filter,
+            Some(p) => {
+                let scope = match kind {
+                    Kind::User => p.scope.clone(),
+                    Kind::Group if p.groups => p.group_scope.clone(),
+                    Kind::Group => {
+                        return Ok(Page {
+                            total: 0,
+                            start_index: params.start_index,
+                            resources: Vec::new(),
+                            cursors: params.cursor.as_ref().map(|_| (None, None)),
+                        });
+                    }
+                };
+                match (scope, filter) {
+                    (Some(s), Some(f)) => Some(Filter::and(s, f)),
+                    (s, f) => s.or(f),
+                }
+            }
+        };
         if let Some(s) = &params.sort_by {
             sort_key(rt, s)?;
         }
@@ -422,7 +562,7 @@ impl Service {
         };
         let reg = self.registry.clone();
         let tenant = actor.tenant.clone();
-        Ok(self
+        let mut page = self
             .db
             .run(move |conn| {
                 let rt = rt_of(&reg, kind);
@@ -571,7 +711,25 @@ impl Service {
                     cursors,
                 })
             })
-            .await?)
+            .await?;
+        if let Some(p) = policy
+            && kind == Kind::Group
+            && page.resources.iter().any(|r| r.members.is_some())
+        {
+            let reg = self.registry.clone();
+            let tenant = actor.tenant.clone();
+            let mut resources = std::mem::take(&mut page.resources);
+            page.resources = self
+                .db
+                .run(move |conn| {
+                    for r in &mut resources {
+                        restrict_members(conn, &reg, &p, &tenant, r)?;
+                    }
+                    Ok(resources)
+                })
+                .await?;
+        }
+        Ok(page)
     }
 
     /// Builds the projection for a request.
@@ -714,6 +872,42 @@ fn page_keyset(
         resources,
         cursors: Some((next, prev)),
     })
+}
+
+/// Keeps only the members of a group that the app's scope admits.
+fn restrict_members(
+    conn: &mut AnyConnection,
+    reg: &Registry,
+    policy: &AppPolicy,
+    tenant: &str,
+    stored: &mut Stored,
+) -> Result<(), StoreError> {
+    let Some(members) = &mut stored.members else {
+        return Ok(());
+    };
+    let mut keep = HashSet::new();
+    for kind in [Kind::User, Kind::Group] {
+        let ids: Vec<String> = members
+            .iter()
+            .filter(|m| m.member_type == kind.name())
+            .map(|m| m.member_id.clone())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let side = Load {
+            members: false,
+            groups: kind == Kind::User && policy.needs_groups(),
+        };
+        for row in store::find_resources_by_ids(conn, tenant, kind.name(), &ids)? {
+            let member = load_side(conn, kind, row, side)?;
+            if policy.in_scope(reg, kind, &render(rt_of(reg, kind), &member, "")) {
+                keep.insert(member.row.id);
+            }
+        }
+    }
+    members.retain(|m| keep.contains(&m.member_id));
+    Ok(())
 }
 
 /// Loads members / groups as asked.
@@ -869,6 +1063,7 @@ fn save(
     members: &[MemberChange],
     action: &str,
     doc_changed: bool,
+    apps: &[String],
 ) -> Result<ResourceRow, StoreError> {
     let mut touched = apply_member_changes(conn, &actor.tenant, &old.id, members, rt)?;
     if !doc_changed && touched.is_empty() {
@@ -886,6 +1081,8 @@ fn save(
     touched.sort();
     touched.dedup();
     store::touch_resources(conn, &touched, &at)?;
+    touched.push(old.id.clone());
+    store::jobs::enqueue(conn, &actor.tenant, apps, &touched, &at)?;
     let row = ResourceRow {
         external_id: doc
             .get("externalId")

@@ -27,6 +27,8 @@ pub struct AuditEvent {
     pub outcome: String,
     /// Extra JSON detail (no secrets).
     pub detail: Option<String>,
+    /// The downstream app an adapter operation or admin action concerns.
+    pub app: Option<String>,
 }
 
 /// Appends an audit event.

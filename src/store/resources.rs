@@ -50,6 +50,20 @@ pub fn find_resource(
         .map_err(StoreError::from)
 }
 
+/// Reads one resource of a tenant whatever its type; `None` when it is gone.
+pub fn find_resource_any(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<ResourceRow>, StoreError> {
+    Ok(resources::table
+        .filter(resources::id.eq(id))
+        .filter(resources::tenant.eq(tenant))
+        .select(ResourceRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
 /// Reads resources by id, in no particular order.
 pub fn find_resources_by_ids(
     conn: &mut AnyConnection,

@@ -57,6 +57,50 @@ diesel::table! {
         detail -> Nullable<Text>,
         prev_hash -> Nullable<Text>,
         hash -> Nullable<Text>,
+        app -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    sync_jobs (app, resource_id) {
+        app -> Text,
+        resource_id -> Text,
+        tenant -> Text,
+        state -> Text,
+        generation -> BigInt,
+        attempts -> BigInt,
+        next_attempt_at -> Text,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<Text>,
+        claimed_generation -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        last_status -> Nullable<BigInt>,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    app_accounts (app, resource_id) {
+        app -> Text,
+        resource_id -> Text,
+        tenant -> Text,
+        resource_type -> Text,
+        remote_id -> Nullable<Text>,
+        status -> Text,
+        applied -> Text,
+        revision -> BigInt,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    app_state (app) {
+        app -> Text,
+        paused -> Bool,
+        reason -> Nullable<Text>,
+        updated_at -> Text,
     }
 }
 
@@ -66,5 +110,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     attr_index,
     unique_keys,
     group_members,
-    audit_events
+    audit_events,
+    sync_jobs,
+    app_accounts,
+    app_state
 );

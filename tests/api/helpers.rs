@@ -10,9 +10,12 @@ use serde_json::{Value, json};
 pub const ACME_TOKEN: &str = "acme-test-token";
 /// Token of tenant `globex`.
 pub const GLOBEX_TOKEN: &str = "globex-test-token";
+/// The admin API token of every test gateway.
+pub const ADMIN_TOKEN: &str = "admin-test-token";
 /// The SCIM media type.
 pub const SCIM_JSON: &str = "application/scim+json";
 
+#[derive(Clone)]
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -20,8 +23,8 @@ pub struct TestApp {
     pub db_path: std::path::PathBuf,
     /// The database the gateway uses (a SQLite file or a fresh PostgreSQL database).
     pub database_url: String,
-    _dir: tempfile::TempDir,
-    _pg: Option<PgDatabase>,
+    _dir: std::sync::Arc<tempfile::TempDir>,
+    _pg: std::sync::Arc<Option<PgDatabase>>,
 }
 
 /// Environment variable naming a PostgreSQL server (e.g.
@@ -79,6 +82,18 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     settings.scim.default_page_size = 50;
     settings.scim.max_page_size = 200;
     settings
+        .admin
+        .tokens
+        .push(scim_gateway::config::TokenSettings {
+            id: "test-admin".into(),
+            sha256: Some(hex::encode(hash_token(ADMIN_TOKEN))),
+            secret_env: None,
+        });
+    // Fast retries, so failure tests finish quickly.
+    settings.delivery.backoff_base_ms = 100;
+    settings.delivery.backoff_max_secs = 2;
+    settings.delivery.poll_ms = 200;
+    settings
 }
 
 fn test_tokens() -> Vec<TokenHash> {
@@ -87,11 +102,13 @@ fn test_tokens() -> Vec<TokenHash> {
             tenant: "acme".into(),
             token_id: "entra".into(),
             hash: hash_token(ACME_TOKEN),
+            app: None,
         },
         TokenHash {
             tenant: "globex".into(),
             token_id: "okta".into(),
             hash: hash_token(GLOBEX_TOKEN),
+            app: None,
         },
     ]
 }
@@ -115,8 +132,11 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     }
     customise(&mut settings);
     let database_url = settings.database.url.clone();
-    let app = Application::build(&settings, test_tokens()).expect("build app");
+    let mut tokens = test_tokens();
+    tokens.extend(settings.token_hashes().expect("configured tokens"));
+    let app = Application::build(&settings, tokens).expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
+    app.start_delivery().await.expect("start delivery");
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -124,12 +144,20 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         token: ACME_TOKEN.into(),
         db_path: dir.path().join("gw.db"),
         database_url,
-        _dir: dir,
-        _pg: pg,
+        _dir: std::sync::Arc::new(dir),
+        _pg: std::sync::Arc::new(pg),
     }
 }
 
 impl TestApp {
+    /// The same gateway, called with another bearer token.
+    pub fn with_token(&self, token: &str) -> TestApp {
+        TestApp {
+            token: token.into(),
+            ..self.clone()
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/scim/v2{}", self.address, path)
     }
@@ -516,6 +544,54 @@ impl TestApp {
                 },
             )
             .collect()
+    }
+}
+
+// -- admin API and waiting --
+impl TestApp {
+    /// GET on the admin API; returns status and JSON body.
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .get(format!("{}/admin{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin GET");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST on the admin API; returns status and JSON body.
+    pub async fn admin_post(&self, path: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .post(format!("{}/admin{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin POST");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Polls `check` until it yields a value, or panics after `secs` seconds
+/// with `what` and the last observation.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if std::time::Instant::now() > deadline => {
+                panic!("timed out waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 mod bulk;
 mod cli;
 mod compat;
+mod delivery;
+mod delivery_faults;
 mod discovery;
 mod errors;
 mod filters;

@@ -1,0 +1,133 @@
+//! Adapters: how the gateway reaches a downstream app. Each implements
+//! [`Adapter`] and reports failures in the engine's terms
+//! ([`ErrorKind`]); the engine decides what to retry. Adding an adapter never
+//! touches the engine.
+
+pub mod http;
+pub mod scim;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::{AdapterSettings, AppSettings, DeliverySettings};
+use crate::scim::service::Kind;
+
+/// What an operation is about, for adapters that need it (event ids, logs).
+#[derive(Debug, Clone)]
+pub struct OpContext {
+    /// The app.
+    pub app: String,
+    /// The identity's id in the gateway.
+    pub identity: String,
+    /// User or Group.
+    pub kind: Kind,
+    /// The account revision this operation produces (1 for a create).
+    pub revision: i64,
+}
+
+/// How an operation failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ErrorKind {
+    /// Worth retrying later: timeouts, connection failures, 5xx, garbage.
+    Transient,
+    /// The app asks to slow down; retry after the given delay if it said.
+    RateLimited(Option<Duration>),
+    /// The app refused the operation (a 4xx): retrying the same will not help.
+    Rejected,
+    /// The app refused the gateway's credentials.
+    Unauthorized,
+    /// The account is gone from the app (an update or delete found nothing).
+    NotFound,
+}
+
+/// A failed operation.
+#[derive(Debug, Clone)]
+pub struct AdapterError {
+    /// The class of failure.
+    pub kind: ErrorKind,
+    /// HTTP status, where there was one.
+    pub status: Option<u16>,
+    /// What happened (never a secret).
+    pub message: String,
+}
+
+impl AdapterError {
+    /// A transient failure.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Transient,
+            status: None,
+            message: message.into(),
+        }
+    }
+
+    /// A rejected operation.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Rejected,
+            status: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for AdapterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(s) => write!(f, "HTTP {s}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// A successful operation.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// The app's id for the account (set by `create`).
+    pub remote_id: Option<String>,
+    /// Whether `create` linked an account that already existed.
+    pub adopted: bool,
+    /// The HTTP status of the (last) call, where there was one.
+    pub status: Option<u16>,
+}
+
+/// One downstream app's protocol.
+#[async_trait::async_trait]
+pub trait Adapter: Send + Sync {
+    /// Creates the account; returns the app's id for it. An adapter whose
+    /// app already has the account (e.g. a 409) links it and converges it.
+    async fn create(&self, ctx: &OpContext, account: &Value) -> Result<Applied, AdapterError>;
+
+    /// Changes an account from `before` (as last applied) to `after`.
+    async fn update(
+        &self,
+        ctx: &OpContext,
+        remote_id: &str,
+        before: &Value,
+        after: &Value,
+    ) -> Result<Applied, AdapterError>;
+
+    /// Deletes the account. An account that is already gone is success.
+    async fn delete(
+        &self,
+        ctx: &OpContext,
+        remote_id: &str,
+        last: &Value,
+    ) -> Result<Applied, AdapterError>;
+}
+
+/// Builds the adapter an app is configured with; `None` for pull-only apps.
+pub fn build(
+    app: &AppSettings,
+    defaults: &DeliverySettings,
+) -> anyhow::Result<Option<Arc<dyn Adapter>>> {
+    let timeout = Duration::from_secs(app.timeout_secs.unwrap_or(defaults.timeout_secs).max(1));
+    Ok(match &app.adapter {
+        AdapterSettings::None => None,
+        AdapterSettings::Scim(s) => Some(Arc::new(scim::ScimAdapter::new(s, timeout)?)),
+        AdapterSettings::Webhook(w) => Some(Arc::new(webhook::WebhookAdapter::new(w, timeout)?)),
+    })
+}

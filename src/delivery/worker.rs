@@ -1,0 +1,587 @@
+//! The app loops: claim due jobs, converge each, record the outcome.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::{Map, Value, json};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+use super::Fanout;
+use super::converge::{Plan, plan};
+use crate::adapters::{Adapter, AdapterError, Applied, ErrorKind, OpContext};
+use crate::config::{AppSettings, DeliverySettings};
+use crate::lifecycle::AppPolicy;
+use crate::scim::render::{Stored, render};
+use crate::scim::schema::Registry;
+use crate::scim::service::Kind;
+use crate::store::jobs::{self, JobRow, Retry};
+use crate::store::{self, AccountRow, AnyConnection, AuditEvent, Db, StoreError, account_status};
+
+/// Per-app delivery settings after defaults are applied.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Concurrent adapter calls.
+    pub concurrency: usize,
+    /// Attempts before a dead letter.
+    pub max_attempts: i64,
+    /// First retry delay.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// Claim lease.
+    pub lease: Duration,
+    /// Poll interval for jobs from other processes.
+    pub poll: Duration,
+    /// Most adapter calls per second.
+    pub rate_limit: Option<f64>,
+}
+
+impl EngineSettings {
+    fn for_app(app: &AppSettings, d: &DeliverySettings) -> Self {
+        Self {
+            concurrency: app.concurrency.unwrap_or(d.concurrency).max(1),
+            max_attempts: i64::from(app.max_attempts.unwrap_or(d.max_attempts).max(1)),
+            backoff_base: Duration::from_millis(d.backoff_base_ms.max(1)),
+            backoff_max: Duration::from_secs(d.backoff_max_secs.max(1)),
+            lease: Duration::from_secs(d.lease_secs.max(1)),
+            poll: Duration::from_millis(d.poll_ms.max(10)),
+            rate_limit: app.rate_limit_per_sec.filter(|r| *r > 0.0),
+        }
+    }
+
+    /// The delay before attempt `attempts + 1`: exponential with jitter
+    /// (between half and all of the doubled delay), capped.
+    pub fn backoff(&self, attempts: i64) -> Duration {
+        let exp = attempts.clamp(1, 30) as u32 - 1;
+        let full = self
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.backoff_max);
+        let jitter: f64 = rand::rng().random_range(0.5..=1.0);
+        full.mul_f64(jitter)
+    }
+}
+
+/// Spaces adapter calls to at most `rate` per second.
+struct RateLimiter {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+}
+
+struct AppRuntime {
+    policy: Arc<AppPolicy>,
+    adapter: Arc<dyn Adapter>,
+    settings: EngineSettings,
+    limiter: Option<RateLimiter>,
+}
+
+struct Shared {
+    db: Db,
+    registry: Arc<Registry>,
+    worker: String,
+}
+
+/// The delivery engine: one loop per pushing app.
+pub struct Engine {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn now() -> String {
+    fmt_time(chrono::Utc::now())
+}
+
+fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn later(d: Duration) -> String {
+    fmt_time(chrono::Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+}
+
+impl Engine {
+    /// Starts a loop for every app that pushes. On SQLite, where only this
+    /// process uses the database, claims left by a previous run (a crash)
+    /// are released first so their jobs run again at once.
+    pub async fn start(
+        db: Db,
+        registry: Arc<Registry>,
+        fanout: Fanout,
+        apps: &[AppSettings],
+        defaults: &DeliverySettings,
+    ) -> anyhow::Result<Self> {
+        let mut runtimes = Vec::new();
+        for app in apps {
+            let Some(adapter) = crate::adapters::build(app, defaults)? else {
+                continue;
+            };
+            let Some(policy) = fanout.apps().get(&app.name).cloned() else {
+                continue;
+            };
+            let settings = EngineSettings::for_app(app, defaults);
+            let limiter = settings.rate_limit.map(|r| RateLimiter {
+                interval: Duration::from_secs_f64(1.0 / r),
+                next: Mutex::new(Instant::now()),
+            });
+            runtimes.push(AppRuntime {
+                policy,
+                adapter,
+                settings,
+                limiter,
+            });
+        }
+        if !db.target().is_postgres() {
+            let released = db
+                .write(|conn| jobs::release_all_claims(conn, &now()))
+                .await?;
+            if released > 0 {
+                tracing::info!(released, "released delivery claims left by a previous run");
+            }
+        }
+        let shared = Arc::new(Shared {
+            db,
+            registry,
+            worker: format!(
+                "{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+        });
+        let tasks = runtimes
+            .into_iter()
+            .map(|rt| {
+                let wake = fanout.waker(&rt.policy.name);
+                tokio::spawn(app_loop(Arc::new(rt), shared.clone(), wake))
+            })
+            .collect();
+        Ok(Self { tasks })
+    }
+
+    /// Stops every loop (in-flight calls are abandoned; their claims expire).
+    pub fn abort(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// How a job ended, for the app's circuit breaker.
+enum Health {
+    Fine,
+    Failing,
+    Throttled(Duration),
+}
+
+async fn app_loop(rt: Arc<AppRuntime>, shared: Arc<Shared>, wake: Arc<tokio::sync::Notify>) {
+    let name = rt.policy.name.clone();
+    let mut running: JoinSet<Health> = JoinSet::new();
+    let mut failures: i64 = 0;
+    let mut blocked_until: Option<Instant> = None;
+    loop {
+        // Collect what finished and let it steer the breaker.
+        while let Some(done) = running.try_join_next() {
+            match done {
+                Ok(Health::Fine) => failures = 0,
+                Ok(Health::Failing) => {
+                    failures += 1;
+                    let pause = rt.settings.backoff(failures).min(Duration::from_secs(30));
+                    blocked_until = Some(Instant::now() + pause);
+                }
+                Ok(Health::Throttled(d)) => {
+                    blocked_until = Some(Instant::now() + d);
+                }
+                Err(e) => tracing::error!(app = %name, error = %e, "delivery task failed"),
+            }
+        }
+        let blocked = blocked_until.is_some_and(|b| b > Instant::now());
+        let free = rt.settings.concurrency.saturating_sub(running.len());
+        let mut claimed = 0;
+        if !blocked && free > 0 {
+            let app = name.clone();
+            let worker = shared.worker.clone();
+            let lease = rt.settings.lease;
+            let result = shared
+                .db
+                .write(move |conn| {
+                    let now = now();
+                    jobs::claim(conn, &app, &worker, free as i64, &now, &later(lease))
+                })
+                .await;
+            match result {
+                Ok(batch) => {
+                    claimed = batch.len();
+                    for job in batch {
+                        running.spawn(run_job(rt.clone(), shared.clone(), job));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(app = %name, error = %e, "claiming delivery jobs failed");
+                    tokio::time::sleep(rt.settings.poll).await;
+                    continue;
+                }
+            }
+        }
+        if claimed > 0 && running.len() < rt.settings.concurrency {
+            continue;
+        }
+        // Wait for a finished job, a wake-up, the breaker, or the next due job.
+        let mut wait = rt.settings.poll;
+        if let Some(b) = blocked_until {
+            wait = wait.min(b.saturating_duration_since(Instant::now()));
+        } else if running.is_empty() {
+            let app = name.clone();
+            if let Ok(Some(due)) = shared.db.run(move |c| jobs::next_due(c, &app)).await
+                && let Ok(at) = chrono::DateTime::parse_from_rfc3339(&due)
+            {
+                let d = (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                wait = wait.min(d);
+            }
+        }
+        if running.is_empty() || blocked || free == 0 || claimed == 0 {
+            tokio::select! {
+                _ = wake.notified(), if !blocked => {}
+                _ = tokio::time::sleep(wait) => {}
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    match done {
+                        Ok(Health::Fine) => failures = 0,
+                        Ok(Health::Failing) => {
+                            failures += 1;
+                            let pause = rt.settings.backoff(failures).min(Duration::from_secs(30));
+                            blocked_until = Some(Instant::now() + pause);
+                        }
+                        Ok(Health::Throttled(d)) => blocked_until = Some(Instant::now() + d),
+                        Err(e) => tracing::error!(app = %name, error = %e, "delivery task failed"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the worker read before calling the adapter.
+struct Snapshot {
+    kind: Option<Kind>,
+    desired: Option<Map<String, Value>>,
+    exists: bool,
+    account: Option<AccountRow>,
+}
+
+fn snapshot(
+    conn: &mut AnyConnection,
+    reg: &Registry,
+    policy: &AppPolicy,
+    job: &JobRow,
+) -> Result<Snapshot, StoreError> {
+    let account = store::find_account(conn, &policy.name, &job.resource_id)?;
+    let Some(row) = store::find_resource_any(conn, &job.tenant, &job.resource_id)? else {
+        return Ok(Snapshot {
+            kind: None,
+            desired: None,
+            exists: false,
+            account,
+        });
+    };
+    let kind = if row.resource_type == "Group" {
+        Kind::Group
+    } else {
+        Kind::User
+    };
+    let rt = match kind {
+        Kind::User => &reg.user,
+        Kind::Group => &reg.group,
+    };
+    let groups = (kind == Kind::User && policy.needs_groups())
+        .then(|| store::find_groups_of(conn, std::slice::from_ref(&row.id)))
+        .transpose()?;
+    let stored = Stored {
+        row,
+        members: None,
+        groups,
+    };
+    let doc = render(rt, &stored, "");
+    let desired = if policy.in_scope(reg, kind, &doc) {
+        Some(match kind {
+            Kind::User => policy.user_account(reg, &doc),
+            Kind::Group => {
+                let ids: Vec<String> = store::find_members(conn, &stored.row.id)?
+                    .into_iter()
+                    .map(|m| m.member_id)
+                    .collect();
+                let remote = store::find_remote_ids(conn, &policy.name, &ids)?
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect();
+                policy.group_account(&doc, remote)
+            }
+        })
+    } else {
+        None
+    };
+    Ok(Snapshot {
+        kind: Some(kind),
+        desired,
+        exists: true,
+        account,
+    })
+}
+
+async fn run_job(rt: Arc<AppRuntime>, shared: Arc<Shared>, job: JobRow) -> Health {
+    let policy = rt.policy.clone();
+    let reg = shared.registry.clone();
+    let j = job.clone();
+    let snap = match shared
+        .db
+        .run(move |conn| snapshot(conn, &reg, &policy, &j))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            // The claim's lease brings the job back.
+            tracing::warn!(app = %rt.policy.name, id = %job.resource_id, error = %e, "reading the identity failed");
+            return Health::Fine;
+        }
+    };
+    let exists = snap.exists;
+    let op = plan(
+        &rt.policy,
+        snap.kind,
+        snap.desired,
+        exists,
+        snap.account.as_ref(),
+    );
+    let revision = snap.account.as_ref().map_or(0, |a| a.revision) + 1;
+    let ctx = OpContext {
+        app: rt.policy.name.clone(),
+        identity: job.resource_id.clone(),
+        kind: snap.kind.unwrap_or(Kind::User),
+        revision,
+    };
+    let started = Instant::now();
+    let result: Option<Result<Applied, AdapterError>> = match &op {
+        Plan::Noop => None,
+        _ => {
+            if let Some(l) = &rt.limiter {
+                l.acquire().await;
+            }
+            let ctx = OpContext {
+                kind: match &op {
+                    Plan::Create { kind, .. }
+                    | Plan::Update { kind, .. }
+                    | Plan::Delete { kind, .. } => *kind,
+                    Plan::Noop => ctx.kind,
+                },
+                ..ctx
+            };
+            Some(match &op {
+                Plan::Create { account, .. } => rt.adapter.create(&ctx, account).await,
+                Plan::Update {
+                    remote_id,
+                    before,
+                    after,
+                    ..
+                } => rt.adapter.update(&ctx, remote_id, before, after).await,
+                Plan::Delete {
+                    remote_id, before, ..
+                } => rt.adapter.delete(&ctx, remote_id, before).await,
+                Plan::Noop => unreachable!("handled above"),
+            })
+        }
+    };
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let health = match &result {
+        None | Some(Ok(_)) => Health::Fine,
+        Some(Err(e)) => match &e.kind {
+            ErrorKind::Transient => Health::Failing,
+            ErrorKind::RateLimited(after) => {
+                Health::Throttled(after.unwrap_or(rt.settings.backoff(job.attempts)))
+            }
+            _ => Health::Fine,
+        },
+    };
+    let rt2 = rt.clone();
+    let worker = shared.worker.clone();
+    let recorded = shared
+        .db
+        .write(move |conn| record(conn, &rt2, &worker, &job, &op, result, revision, latency_ms))
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(app = %rt.policy.name, error = %e, "recording a delivery outcome failed; the job will run again");
+    }
+    health
+}
+
+fn op_name(op: &Plan, before_active: bool, after_active: bool) -> &'static str {
+    match op {
+        Plan::Noop => "noop",
+        Plan::Create { .. } => "create",
+        Plan::Update { .. } if before_active && !after_active => "disable",
+        Plan::Update { .. } if !before_active && after_active => "enable",
+        Plan::Update { .. } => "update",
+        Plan::Delete { .. } => "delete",
+    }
+}
+
+fn is_active(v: &Value) -> bool {
+    v.get("active").and_then(Value::as_bool).unwrap_or(true)
+}
+
+#[expect(clippy::too_many_arguments, reason = "one outcome, many parts")]
+fn record(
+    conn: &mut AnyConnection,
+    rt: &AppRuntime,
+    worker: &str,
+    job: &JobRow,
+    op: &Plan,
+    result: Option<Result<Applied, AdapterError>>,
+    revision: i64,
+    latency_ms: u64,
+) -> Result<(), StoreError> {
+    let at = now();
+    let app = rt.policy.name.as_str();
+    let Some(result) = result else {
+        return jobs::complete(conn, job, worker, &at);
+    };
+    let (kind, before_active, after_active) = match op {
+        Plan::Create { kind, account } => (*kind, false, is_active(account)),
+        Plan::Update {
+            kind,
+            before,
+            after,
+            ..
+        } => (*kind, is_active(before), is_active(after)),
+        Plan::Delete { kind, before, .. } => (*kind, is_active(before), false),
+        Plan::Noop => (Kind::User, true, true),
+    };
+    let name = op_name(op, before_active, after_active);
+    let mut detail = json!({
+        "op": name,
+        "attempt": job.attempts,
+        "latency_ms": latency_ms,
+        "generation": job.claimed_generation.unwrap_or(job.generation),
+    });
+    let outcome = match &result {
+        Ok(applied) => {
+            let remote_id = match op {
+                Plan::Create { .. } => applied.remote_id.clone(),
+                Plan::Update { remote_id, .. } | Plan::Delete { remote_id, .. } => {
+                    Some(remote_id.clone())
+                }
+                Plan::Noop => None,
+            };
+            detail["remote_id"] = json!(remote_id);
+            detail["status"] = json!(applied.status);
+            if applied.adopted {
+                detail["adopted"] = json!(true);
+            }
+            match op {
+                Plan::Create { account, .. } | Plan::Update { after: account, .. } => {
+                    let existing = store::find_account(conn, app, &job.resource_id)?;
+                    store::save_account(
+                        conn,
+                        &AccountRow {
+                            app: app.to_string(),
+                            resource_id: job.resource_id.clone(),
+                            tenant: job.tenant.clone(),
+                            resource_type: kind.name().to_string(),
+                            remote_id,
+                            status: if after_active {
+                                account_status::ACTIVE
+                            } else {
+                                account_status::DISABLED
+                            }
+                            .to_string(),
+                            applied: account.to_string(),
+                            revision,
+                            created_at: existing
+                                .map(|e| e.created_at)
+                                .unwrap_or_else(|| at.clone()),
+                            updated_at: at.clone(),
+                        },
+                    )?;
+                }
+                Plan::Delete { .. } => store::delete_account(conn, app, &job.resource_id)?,
+                Plan::Noop => {}
+            }
+            // A user's account appearing or going changes the member lists
+            // this app's groups should have.
+            if kind == Kind::User
+                && rt.policy.groups
+                && matches!(op, Plan::Create { .. } | Plan::Delete { .. })
+            {
+                let groups: Vec<String> =
+                    store::find_groups_of(conn, std::slice::from_ref(&job.resource_id))?
+                        .into_iter()
+                        .map(|g| g.group_id)
+                        .collect();
+                jobs::enqueue(conn, &job.tenant, &[app.to_string()], &groups, &at)?;
+            }
+            jobs::complete(conn, job, worker, &at)?;
+            "success".to_string()
+        }
+        Err(e) => {
+            detail["status"] = json!(e.status);
+            detail["error"] = json!(e.message);
+            detail["error_kind"] = json!(format!("{:?}", e.kind));
+            let retry = match &e.kind {
+                _ if job.attempts >= rt.settings.max_attempts => Retry::Dead,
+                ErrorKind::Transient => Retry::At(later(rt.settings.backoff(job.attempts))),
+                ErrorKind::RateLimited(after) => Retry::At(later(
+                    after.unwrap_or_else(|| rt.settings.backoff(job.attempts)),
+                )),
+                ErrorKind::NotFound => {
+                    // The account vanished from the app: forget it, so the
+                    // next attempt creates it again (or finds nothing to delete).
+                    store::delete_account(conn, app, &job.resource_id)?;
+                    Retry::At(at.clone())
+                }
+                ErrorKind::Rejected | ErrorKind::Unauthorized => Retry::Dead,
+            };
+            if matches!(retry, Retry::Dead) {
+                detail["dead_letter"] = json!(true);
+                tracing::warn!(app, id = %job.resource_id, op = name, error = %e, "delivery failed for good: dead letter");
+            } else {
+                tracing::info!(app, id = %job.resource_id, op = name, error = %e, attempt = job.attempts, "delivery failed; will retry");
+            }
+            jobs::fail(
+                conn,
+                job,
+                worker,
+                &retry,
+                &e.to_string(),
+                e.status.map(i64::from),
+                &at,
+            )?;
+            format!("failure: {}", e.message)
+        }
+    };
+    store::insert_audit(
+        conn,
+        &AuditEvent {
+            at,
+            tenant: Some(job.tenant.clone()),
+            actor: "system/delivery".into(),
+            action: format!("delivery.{name}"),
+            resource_type: Some(kind.name().to_string()),
+            resource_id: Some(job.resource_id.clone()),
+            outcome,
+            detail: Some(detail.to_string()),
+            app: Some(app.to_string()),
+        },
+    )
+}

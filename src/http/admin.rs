@@ -1,0 +1,355 @@
+//! The admin API under `/admin/`: apps and their delivery jobs.
+//!
+//! Admin tokens are separate from SCIM tokens (a SCIM token never opens
+//! these endpoints) and kept as SHA-256 hashes, compared in constant time.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET  | `/admin/apps` | every app: adapter, paused, job counts by state |
+//! | GET  | `/admin/apps/{app}` | one app |
+//! | POST | `/admin/apps/{app}/pause`, `/resume` | stop / restart its deliveries |
+//! | GET  | `/admin/apps/{app}/jobs?state=&after=&limit=` | its jobs, by identity id |
+//! | GET  | `/admin/apps/{app}/jobs/{id}` | one job, with its last error |
+//! | POST | `/admin/apps/{app}/jobs/{id}/retry` | retry one dead letter now |
+//! | POST | `/admin/apps/{app}/retry` | retry every dead letter of the app |
+//! | GET  | `/admin/apps/{app}/accounts/{id}` | the account as last applied |
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::auth::bearer;
+use crate::config::hash_token;
+use crate::error::ScimError;
+use crate::scim::service::Service;
+use crate::store::jobs::{self, state};
+use crate::store::{self, AuditEvent};
+
+/// The configured admin tokens: `(name, SHA-256)`.
+#[derive(Debug, Clone, Default)]
+pub struct AdminTokens(Vec<(String, [u8; 32])>);
+
+impl AdminTokens {
+    /// Wraps resolved hashes.
+    pub fn new(tokens: Vec<(String, [u8; 32])>) -> Self {
+        Self(tokens)
+    }
+
+    fn authenticate(&self, secret: &str) -> Option<String> {
+        let presented = hash_token(secret);
+        let mut found = None;
+        for (name, hash) in &self.0 {
+            if bool::from(hash.ct_eq(&presented)) && found.is_none() {
+                found = Some(name.clone());
+            }
+        }
+        found
+    }
+}
+
+/// An authenticated admin (by token name).
+#[derive(Debug, Clone)]
+pub struct Admin(pub String);
+
+impl FromRequest for Admin {
+    type Error = ScimError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = (|| {
+            let tokens = req.app_data::<web::Data<AdminTokens>>()?;
+            tokens.authenticate(bearer(req)?)
+        })();
+        ready(found.map(Admin).ok_or_else(ScimError::unauthorized))
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+fn json_ok(v: Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(v.to_string())
+}
+
+fn known_app(svc: &Service, app: &str) -> Result<(), ScimError> {
+    svc.fanout
+        .apps()
+        .get(app)
+        .map(|_| ())
+        .ok_or_else(|| ScimError::not_found(format!("No app is named '{app}'.")))
+}
+
+async fn app_summary(svc: &Service, name: &str) -> Result<Value, ScimError> {
+    let policy = svc
+        .fanout
+        .apps()
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ScimError::not_found(format!("No app is named '{name}'.")))?;
+    let app = name.to_string();
+    let (counts, paused) = svc
+        .db
+        .run(move |conn| Ok((jobs::count_by_state(conn, &app)?, jobs::paused(conn, &app)?)))
+        .await?;
+    let mut by_state = json!({ state::PENDING: 0, state::RUNNING: 0, state::DEAD: 0 });
+    for (s, n) in counts {
+        by_state[s] = json!(n);
+    }
+    let (paused, reason) = paused.unwrap_or((false, None));
+    Ok(json!({
+        "name": policy.name,
+        "tenant": policy.tenant,
+        "pushes": policy.pushes,
+        "groups": policy.groups,
+        "paused": paused,
+        "pausedReason": reason,
+        "jobs": by_state,
+    }))
+}
+
+/// `GET /admin/apps`.
+pub async fn list_apps(_: Admin, svc: web::Data<Service>) -> Result<HttpResponse, ScimError> {
+    let mut out = Vec::new();
+    let names: Vec<String> = svc.fanout.apps().all().map(|a| a.name.clone()).collect();
+    for name in names {
+        out.push(app_summary(&svc, &name).await?);
+    }
+    Ok(json_ok(json!({ "apps": out })))
+}
+
+/// `GET /admin/apps/{app}`.
+pub async fn get_app(
+    _: Admin,
+    app: web::Path<String>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    Ok(json_ok(app_summary(&svc, &app).await?))
+}
+
+fn admin_audit(
+    admin: &Admin,
+    action: &str,
+    app: &str,
+    id: Option<&str>,
+    detail: Value,
+) -> AuditEvent {
+    AuditEvent {
+        at: now(),
+        tenant: None,
+        actor: format!("admin/{}", admin.0),
+        action: action.to_string(),
+        resource_type: None,
+        resource_id: id.map(str::to_string),
+        outcome: "success".into(),
+        detail: Some(detail.to_string()),
+        app: Some(app.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseBody {
+    reason: Option<String>,
+}
+
+async fn set_paused(
+    admin: Admin,
+    app: String,
+    svc: web::Data<Service>,
+    paused: bool,
+    reason: Option<String>,
+) -> Result<HttpResponse, ScimError> {
+    known_app(&svc, &app)?;
+    let a = app.clone();
+    svc.db
+        .write(move |conn| {
+            let at = now();
+            jobs::set_paused(conn, &a, paused, reason.as_deref(), &at)?;
+            let action = if paused {
+                "admin.app.pause"
+            } else {
+                "admin.app.resume"
+            };
+            store::insert_audit(
+                conn,
+                &admin_audit(&admin, action, &a, None, json!({ "reason": reason })),
+            )
+        })
+        .await?;
+    if !paused {
+        svc.fanout.wake(&app);
+    }
+    Ok(json_ok(app_summary(&svc, &app).await?))
+}
+
+/// `POST /admin/apps/{app}/pause` with an optional `{"reason": "…"}`.
+pub async fn pause_app(
+    admin: Admin,
+    app: web::Path<String>,
+    body: Option<web::Json<PauseBody>>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    let reason = body.and_then(|b| b.into_inner().reason);
+    set_paused(admin, app.into_inner(), svc, true, reason).await
+}
+
+/// `POST /admin/apps/{app}/resume`.
+pub async fn resume_app(
+    admin: Admin,
+    app: web::Path<String>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    set_paused(admin, app.into_inner(), svc, false, None).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    state: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /admin/apps/{app}/jobs`.
+pub async fn list_jobs(
+    _: Admin,
+    app: web::Path<String>,
+    query: web::Query<JobQuery>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    let app = app.into_inner();
+    known_app(&svc, &app)?;
+    let q = query.into_inner();
+    if let Some(s) = &q.state
+        && ![state::PENDING, state::RUNNING, state::DEAD].contains(&s.as_str())
+    {
+        return Err(ScimError::invalid_value(
+            "state must be pending, running or dead.",
+        ));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = svc
+        .db
+        .run(move |conn| jobs::list_jobs(conn, &app, q.state.as_deref(), q.after.as_deref(), limit))
+        .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.resource_id.clone()))
+        .flatten();
+    Ok(json_ok(json!({ "jobs": rows, "next": next })))
+}
+
+/// `GET /admin/apps/{app}/jobs/{id}`.
+pub async fn get_job(
+    _: Admin,
+    path: web::Path<(String, String)>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    let (app, id) = path.into_inner();
+    known_app(&svc, &app)?;
+    let job = svc
+        .db
+        .run(move |conn| jobs::find_job(conn, &app, &id))
+        .await?
+        .ok_or_else(|| {
+            ScimError::not_found(
+                "No job for this identity in this app (none pending, running or dead).",
+            )
+        })?;
+    Ok(json_ok(json!(job)))
+}
+
+/// `GET /admin/apps/{app}/accounts/{id}`.
+pub async fn get_account(
+    _: Admin,
+    path: web::Path<(String, String)>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    let (app, id) = path.into_inner();
+    known_app(&svc, &app)?;
+    let account = svc
+        .db
+        .run(move |conn| store::find_account(conn, &app, &id))
+        .await?
+        .ok_or_else(|| ScimError::not_found("This identity has no account in this app."))?;
+    let mut v = json!(account);
+    if let Ok(applied) = serde_json::from_str::<Value>(&account.applied) {
+        v["applied"] = applied;
+    }
+    Ok(json_ok(v))
+}
+
+async fn retry(
+    admin: Admin,
+    app: String,
+    id: Option<String>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    known_app(&svc, &app)?;
+    let a = app.clone();
+    let n = svc
+        .db
+        .write(move |conn| {
+            let n = jobs::retry_dead(conn, &a, id.as_deref(), &now())?;
+            store::insert_audit(
+                conn,
+                &admin_audit(
+                    &admin,
+                    "admin.jobs.retry",
+                    &a,
+                    id.as_deref(),
+                    json!({ "retried": n }),
+                ),
+            )?;
+            Ok(n)
+        })
+        .await?;
+    svc.fanout.wake(&app);
+    Ok(json_ok(json!({ "retried": n })))
+}
+
+/// `POST /admin/apps/{app}/jobs/{id}/retry`.
+pub async fn retry_job(
+    admin: Admin,
+    path: web::Path<(String, String)>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    let (app, id) = path.into_inner();
+    retry(admin, app, Some(id), svc).await
+}
+
+/// `POST /admin/apps/{app}/retry`: every dead letter of the app.
+pub async fn retry_all(
+    admin: Admin,
+    app: web::Path<String>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    retry(admin, app.into_inner(), None, svc).await
+}
+
+/// Registers the admin routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/admin")
+            .route("/apps", web::get().to(list_apps))
+            .route("/apps/{app}", web::get().to(get_app))
+            .route("/apps/{app}/pause", web::post().to(pause_app))
+            .route("/apps/{app}/resume", web::post().to(resume_app))
+            .route("/apps/{app}/retry", web::post().to(retry_all))
+            .route("/apps/{app}/jobs", web::get().to(list_jobs))
+            .route("/apps/{app}/jobs/{id}", web::get().to(get_job))
+            .route("/apps/{app}/jobs/{id}/retry", web::post().to(retry_job))
+            .route("/apps/{app}/accounts/{id}", web::get().to(get_account))
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ScimError::not_found("No such admin endpoint."))
+            })),
+    );
+}

@@ -1,0 +1,126 @@
+//! The `app_accounts` table: for each (app, identity), the account as last
+//! applied to the app and the app's own id for it. Convergence diffs the
+//! desired account against this row, so only what changed is sent.
+
+use diesel::prelude::*;
+
+use super::StoreError;
+use super::connection::AnyConnection;
+use super::schema::app_accounts;
+
+/// Account statuses.
+pub mod status {
+    /// Provisioned and enabled.
+    pub const ACTIVE: &str = "active";
+    /// Provisioned and disabled (`active` false).
+    pub const DISABLED: &str = "disabled";
+}
+
+/// One applied account.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, serde::Serialize)]
+#[diesel(table_name = app_accounts)]
+pub struct AccountRow {
+    /// The app.
+    pub app: String,
+    /// The identity.
+    pub resource_id: String,
+    /// The identity's tenant.
+    pub tenant: String,
+    /// `User` or `Group`.
+    pub resource_type: String,
+    /// The app's id for the account, when it has one.
+    pub remote_id: Option<String>,
+    /// `active` or `disabled`.
+    pub status: String,
+    /// The account as last applied (JSON).
+    pub applied: String,
+    /// Number of operations applied to this account.
+    pub revision: i64,
+    /// When the account was created in the app.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+}
+
+/// The applied account of an identity in an app.
+pub fn find_account(
+    conn: &mut AnyConnection,
+    app: &str,
+    resource_id: &str,
+) -> Result<Option<AccountRow>, StoreError> {
+    Ok(app_accounts::table
+        .filter(app_accounts::app.eq(app))
+        .filter(app_accounts::resource_id.eq(resource_id))
+        .select(AccountRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Remote ids in an app of the given identities: `(resource_id, remote_id)`.
+pub fn find_remote_ids(
+    conn: &mut AnyConnection,
+    app: &str,
+    ids: &[String],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let rows: Vec<(String, Option<String>)> = app_accounts::table
+            .filter(app_accounts::app.eq(app))
+            .filter(app_accounts::resource_id.eq_any(chunk))
+            .select((app_accounts::resource_id, app_accounts::remote_id))
+            .load(conn)?;
+        out.extend(rows.into_iter().filter_map(|(id, r)| Some((id, r?))));
+    }
+    Ok(out)
+}
+
+/// Writes an account (insert or replace).
+pub fn save_account(conn: &mut AnyConnection, row: &AccountRow) -> Result<(), StoreError> {
+    let updated = diesel::update(
+        app_accounts::table
+            .filter(app_accounts::app.eq(&row.app))
+            .filter(app_accounts::resource_id.eq(&row.resource_id)),
+    )
+    .set(row)
+    .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(app_accounts::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Forgets an account (after it was deleted in the app, or vanished there).
+pub fn delete_account(
+    conn: &mut AnyConnection,
+    app: &str,
+    resource_id: &str,
+) -> Result<(), StoreError> {
+    diesel::delete(
+        app_accounts::table
+            .filter(app_accounts::app.eq(app))
+            .filter(app_accounts::resource_id.eq(resource_id)),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Accounts of an app in identity-id order after `after`.
+pub fn list_accounts(
+    conn: &mut AnyConnection,
+    app: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AccountRow>, StoreError> {
+    let mut q = app_accounts::table
+        .filter(app_accounts::app.eq(app))
+        .select(AccountRow::as_select())
+        .order(app_accounts::resource_id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(app_accounts::resource_id.gt(a.to_string()));
+    }
+    Ok(q.load(conn)?)
+}

@@ -1,0 +1,407 @@
+//! The `sync_jobs` table: durable "converge identity X in app A" jobs.
+//!
+//! A job is written in the same transaction as the change that caused it, so
+//! an acknowledged write is never forgotten. Many changes to one identity
+//! coalesce into one row whose `generation` counts them; a worker that
+//! finishes a job deletes it only if no change arrived meanwhile, otherwise
+//! the row goes back to `pending` and the identity converges again.
+//!
+//! Claiming marks a batch `running` with a lease (`claimed_until`); on
+//! PostgreSQL the candidates are locked with `FOR UPDATE SKIP LOCKED`, so two
+//! processes never claim the same job. A job whose lease ran out (its worker
+//! died) can be claimed again.
+//!
+//! The SQL uses `$n` placeholders on both backends: SQLite treats `$1` as a
+//! named parameter numbered by first appearance, which is the same order.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+
+use super::StoreError;
+use super::connection::AnyConnection;
+use super::schema::{app_state, sync_jobs};
+
+/// Job states.
+pub mod state {
+    /// Waiting for `next_attempt_at`.
+    pub const PENDING: &str = "pending";
+    /// Claimed by a worker until `claimed_until`.
+    pub const RUNNING: &str = "running";
+    /// Given up: a permanent error or too many attempts. Waits for an admin.
+    pub const DEAD: &str = "dead";
+}
+
+/// One job row.
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName, serde::Serialize)]
+#[diesel(table_name = sync_jobs)]
+pub struct JobRow {
+    /// The app.
+    pub app: String,
+    /// The identity (User or Group id).
+    pub resource_id: String,
+    /// The identity's tenant.
+    pub tenant: String,
+    /// `pending`, `running` or `dead`.
+    pub state: String,
+    /// Number of changes recorded so far.
+    pub generation: i64,
+    /// Attempts made since the last success or reset.
+    pub attempts: i64,
+    /// When the job is due.
+    pub next_attempt_at: String,
+    /// Worker holding the claim.
+    pub claimed_by: Option<String>,
+    /// End of the claim's lease.
+    pub claimed_until: Option<String>,
+    /// The generation the claim covers.
+    pub claimed_generation: Option<i64>,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// HTTP status of the last failure, if any.
+    pub last_status: Option<i64>,
+    /// When the row was first written.
+    pub created_at: String,
+    /// When the row last changed.
+    pub updated_at: String,
+}
+
+/// Runs the same generic diesel code on whichever backend `conn` is.
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            AnyConnection::Sqlite($c) => $body,
+            AnyConnection::Postgresql($c) => $body,
+        }
+    };
+}
+
+const ENQUEUE: &str = "\
+INSERT INTO sync_jobs (app, resource_id, tenant, state, generation, attempts, next_attempt_at, created_at, updated_at) \
+VALUES ($1, $2, $3, 'pending', 1, 0, $4, $4, $4) \
+ON CONFLICT (app, resource_id) DO UPDATE SET \
+  generation = sync_jobs.generation + 1, \
+  state = CASE WHEN sync_jobs.state = 'dead' THEN 'pending' ELSE sync_jobs.state END, \
+  attempts = CASE WHEN sync_jobs.state = 'dead' THEN 0 ELSE sync_jobs.attempts END, \
+  next_attempt_at = CASE WHEN sync_jobs.state = 'dead' THEN excluded.next_attempt_at ELSE sync_jobs.next_attempt_at END, \
+  updated_at = excluded.updated_at";
+
+/// Records that each of `ids` must converge in each of `apps`. A job that
+/// is already pending keeps its place (and any backoff); a dead one comes
+/// back to life, since the identity changed; a running one is marked so its
+/// worker converges it again after finishing.
+pub fn enqueue(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    apps: &[String],
+    ids: &[String],
+    now: &str,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for app in apps {
+        for id in ids {
+            n += on_backend!(conn, c => diesel::sql_query(ENQUEUE)
+                .bind::<Text, _>(app)
+                .bind::<Text, _>(id)
+                .bind::<Text, _>(tenant)
+                .bind::<Text, _>(now)
+                .execute(c)?);
+        }
+    }
+    Ok(n)
+}
+
+fn claim_sql(postgres: bool) -> String {
+    format!(
+        "UPDATE sync_jobs SET state = 'running', claimed_by = $1, claimed_until = $2, \
+           claimed_generation = generation, attempts = attempts + 1, updated_at = $3 \
+         WHERE (app, resource_id) IN ( \
+           SELECT app, resource_id FROM sync_jobs \
+           WHERE app = $4 \
+             AND ((state = 'pending' AND next_attempt_at <= $3) \
+               OR (state = 'running' AND claimed_until <= $3)) \
+             AND NOT EXISTS (SELECT 1 FROM app_state s WHERE s.app = $4 AND s.paused) \
+           ORDER BY next_attempt_at LIMIT $5{}) \
+         RETURNING *",
+        if postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Claims up to `limit` due jobs of `app` for `worker` until `lease_until`.
+pub fn claim(
+    conn: &mut AnyConnection,
+    app: &str,
+    worker: &str,
+    limit: i64,
+    now: &str,
+    lease_until: &str,
+) -> Result<Vec<JobRow>, StoreError> {
+    let postgres = matches!(conn, AnyConnection::Postgresql(_));
+    let sql = claim_sql(postgres);
+    Ok(on_backend!(conn, c => diesel::sql_query(&sql)
+        .bind::<Text, _>(worker)
+        .bind::<Text, _>(lease_until)
+        .bind::<Text, _>(now)
+        .bind::<Text, _>(app)
+        .bind::<BigInt, _>(limit)
+        .load::<JobRow>(c)?))
+}
+
+/// Finishes a claimed job after a success: deletes it, unless a change
+/// arrived while it ran, in which case it is due again at once.
+pub fn complete(
+    conn: &mut AnyConnection,
+    job: &JobRow,
+    worker: &str,
+    now: &str,
+) -> Result<(), StoreError> {
+    let claimed = job.claimed_generation.unwrap_or(job.generation);
+    let deleted = diesel::delete(
+        sync_jobs::table
+            .filter(sync_jobs::app.eq(&job.app))
+            .filter(sync_jobs::resource_id.eq(&job.resource_id))
+            .filter(sync_jobs::claimed_by.eq(worker))
+            .filter(sync_jobs::generation.eq(claimed)),
+    )
+    .execute(conn)?;
+    if deleted == 0 {
+        diesel::update(
+            sync_jobs::table
+                .filter(sync_jobs::app.eq(&job.app))
+                .filter(sync_jobs::resource_id.eq(&job.resource_id))
+                .filter(sync_jobs::claimed_by.eq(worker)),
+        )
+        .set((
+            sync_jobs::state.eq(state::PENDING),
+            sync_jobs::attempts.eq(0),
+            sync_jobs::next_attempt_at.eq(now),
+            sync_jobs::claimed_by.eq(None::<String>),
+            sync_jobs::claimed_until.eq(None::<String>),
+            sync_jobs::last_error.eq(None::<String>),
+            sync_jobs::last_status.eq(None::<i64>),
+            sync_jobs::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// How a failed attempt continues.
+#[derive(Debug, Clone)]
+pub enum Retry {
+    /// Try again at this time.
+    At(String),
+    /// Give up: dead letter.
+    Dead,
+}
+
+/// Records a failed attempt of a claimed job: back to `pending` at the
+/// given time, or `dead`. A change that arrived meanwhile revives a job that
+/// would otherwise be dead, since the new state may well succeed.
+pub fn fail(
+    conn: &mut AnyConnection,
+    job: &JobRow,
+    worker: &str,
+    retry: &Retry,
+    error: &str,
+    status: Option<i64>,
+    now: &str,
+) -> Result<(), StoreError> {
+    let claimed = job.claimed_generation.unwrap_or(job.generation);
+    let target = sync_jobs::table
+        .filter(sync_jobs::app.eq(&job.app))
+        .filter(sync_jobs::resource_id.eq(&job.resource_id))
+        .filter(sync_jobs::claimed_by.eq(worker));
+    let current: Option<i64> = target
+        .select(sync_jobs::generation)
+        .first(conn)
+        .optional()?;
+    let changed = current.is_some_and(|g| g != claimed);
+    let (state, next) = match retry {
+        Retry::At(at) => (state::PENDING, at.as_str()),
+        Retry::Dead if changed => (state::PENDING, now),
+        Retry::Dead => (state::DEAD, now),
+    };
+    diesel::update(target)
+        .set((
+            sync_jobs::state.eq(state),
+            sync_jobs::next_attempt_at.eq(next),
+            sync_jobs::claimed_by.eq(None::<String>),
+            sync_jobs::claimed_until.eq(None::<String>),
+            sync_jobs::last_error.eq(error),
+            sync_jobs::last_status.eq(status),
+            sync_jobs::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Returns every `running` job to `pending` (start-up on SQLite, where only
+/// one process uses the database, so no claim can still be live).
+pub fn release_all_claims(conn: &mut AnyConnection, now: &str) -> Result<usize, StoreError> {
+    Ok(
+        diesel::update(sync_jobs::table.filter(sync_jobs::state.eq(state::RUNNING)))
+            .set((
+                sync_jobs::state.eq(state::PENDING),
+                sync_jobs::next_attempt_at.eq(now),
+                sync_jobs::claimed_by.eq(None::<String>),
+                sync_jobs::claimed_until.eq(None::<String>),
+            ))
+            .execute(conn)?,
+    )
+}
+
+/// Returns the claims a worker still holds (graceful shutdown).
+pub fn release_claims(
+    conn: &mut AnyConnection,
+    worker: &str,
+    now: &str,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        sync_jobs::table
+            .filter(sync_jobs::state.eq(state::RUNNING))
+            .filter(sync_jobs::claimed_by.eq(worker)),
+    )
+    .set((
+        sync_jobs::state.eq(state::PENDING),
+        sync_jobs::next_attempt_at.eq(now),
+        sync_jobs::claimed_by.eq(None::<String>),
+        sync_jobs::claimed_until.eq(None::<String>),
+    ))
+    .execute(conn)?)
+}
+
+/// When the next job of `app` becomes due (pending or with an expired lease).
+pub fn next_due(conn: &mut AnyConnection, app: &str) -> Result<Option<String>, StoreError> {
+    let pending: Option<String> = sync_jobs::table
+        .filter(sync_jobs::app.eq(app))
+        .filter(sync_jobs::state.eq(state::PENDING))
+        .select(diesel::dsl::min(sync_jobs::next_attempt_at))
+        .first(conn)?;
+    let lease: Option<String> = sync_jobs::table
+        .filter(sync_jobs::app.eq(app))
+        .filter(sync_jobs::state.eq(state::RUNNING))
+        .select(diesel::dsl::min(sync_jobs::claimed_until))
+        .first(conn)?;
+    Ok(match (pending, lease) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// Job counts of an app by state.
+pub fn count_by_state(
+    conn: &mut AnyConnection,
+    app: &str,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(sync_jobs::table
+        .filter(sync_jobs::app.eq(app))
+        .group_by(sync_jobs::state)
+        .select((sync_jobs::state, diesel::dsl::count_star()))
+        .load(conn)?)
+}
+
+/// Jobs of an app, optionally in one state, in resource-id order after `after`.
+pub fn list_jobs(
+    conn: &mut AnyConnection,
+    app: &str,
+    state: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<JobRow>, StoreError> {
+    let mut q = sync_jobs::table
+        .filter(sync_jobs::app.eq(app))
+        .select(JobRow::as_select())
+        .order(sync_jobs::resource_id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(s) = state {
+        q = q.filter(sync_jobs::state.eq(s.to_string()));
+    }
+    if let Some(a) = after {
+        q = q.filter(sync_jobs::resource_id.gt(a.to_string()));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// One job.
+pub fn find_job(
+    conn: &mut AnyConnection,
+    app: &str,
+    resource_id: &str,
+) -> Result<Option<JobRow>, StoreError> {
+    Ok(sync_jobs::table
+        .filter(sync_jobs::app.eq(app))
+        .filter(sync_jobs::resource_id.eq(resource_id))
+        .select(JobRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Makes dead jobs of `app` due now (one identity, or all when `resource_id`
+/// is `None`); returns how many.
+pub fn retry_dead(
+    conn: &mut AnyConnection,
+    app: &str,
+    resource_id: Option<&str>,
+    now: &str,
+) -> Result<usize, StoreError> {
+    let mut target = diesel::update(sync_jobs::table)
+        .filter(sync_jobs::app.eq(app.to_string()))
+        .filter(sync_jobs::state.eq(state::DEAD))
+        .into_boxed();
+    if let Some(id) = resource_id {
+        target = target.filter(sync_jobs::resource_id.eq(id.to_string()));
+    }
+    Ok(target
+        .set((
+            sync_jobs::state.eq(state::PENDING),
+            sync_jobs::attempts.eq(0),
+            sync_jobs::next_attempt_at.eq(now),
+            sync_jobs::updated_at.eq(now),
+        ))
+        .execute(conn)?)
+}
+
+/// Pauses or resumes an app.
+pub fn set_paused(
+    conn: &mut AnyConnection,
+    app: &str,
+    paused: bool,
+    reason: Option<&str>,
+    now: &str,
+) -> Result<(), StoreError> {
+    let updated = diesel::update(app_state::table.filter(app_state::app.eq(app)))
+        .set((
+            app_state::paused.eq(paused),
+            app_state::reason.eq(reason),
+            app_state::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(app_state::table)
+            .values((
+                app_state::app.eq(app),
+                app_state::paused.eq(paused),
+                app_state::reason.eq(reason),
+                app_state::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Whether an app is paused, and why.
+pub fn paused(
+    conn: &mut AnyConnection,
+    app: &str,
+) -> Result<Option<(bool, Option<String>)>, StoreError> {
+    Ok(app_state::table
+        .filter(app_state::app.eq(app))
+        .select((app_state::paused, app_state::reason))
+        .first(conn)
+        .optional()?)
+}
