@@ -186,27 +186,45 @@ enum Health {
     Throttled(Duration),
 }
 
+/// The app's circuit breaker: after a transient failure the app's loop
+/// claims nothing for a growing pause (at most 30 s), after a 429 for the
+/// time the app asked; a success closes it again.
+#[derive(Default)]
+struct Breaker {
+    failures: i64,
+    blocked_until: Option<Instant>,
+}
+
+impl Breaker {
+    fn observe(
+        &mut self,
+        done: Result<Health, tokio::task::JoinError>,
+        settings: &EngineSettings,
+        app: &str,
+    ) {
+        match done {
+            Ok(Health::Fine) => self.failures = 0,
+            Ok(Health::Failing) => {
+                self.failures += 1;
+                let pause = settings.backoff(self.failures).min(Duration::from_secs(30));
+                self.blocked_until = Some(Instant::now() + pause);
+            }
+            Ok(Health::Throttled(d)) => self.blocked_until = Some(Instant::now() + d),
+            Err(e) => tracing::error!(app, error = %e, "delivery task failed"),
+        }
+    }
+}
+
 async fn app_loop(rt: Arc<AppRuntime>, shared: Arc<Shared>, wake: Arc<tokio::sync::Notify>) {
     let name = rt.policy.name.clone();
     let mut running: JoinSet<Health> = JoinSet::new();
-    let mut failures: i64 = 0;
-    let mut blocked_until: Option<Instant> = None;
+    let mut breaker = Breaker::default();
     loop {
         // Collect what finished and let it steer the breaker.
         while let Some(done) = running.try_join_next() {
-            match done {
-                Ok(Health::Fine) => failures = 0,
-                Ok(Health::Failing) => {
-                    failures += 1;
-                    let pause = rt.settings.backoff(failures).min(Duration::from_secs(30));
-                    blocked_until = Some(Instant::now() + pause);
-                }
-                Ok(Health::Throttled(d)) => {
-                    blocked_until = Some(Instant::now() + d);
-                }
-                Err(e) => tracing::error!(app = %name, error = %e, "delivery task failed"),
-            }
+            breaker.observe(done, &rt.settings, &name);
         }
+        let blocked_until = breaker.blocked_until;
         let blocked = blocked_until.is_some_and(|b| b > Instant::now());
         let free = rt.settings.concurrency.saturating_sub(running.len());
         let mut claimed = 0;
@@ -258,16 +276,7 @@ async fn app_loop(rt: Arc<AppRuntime>, shared: Arc<Shared>, wake: Arc<tokio::syn
                 _ = wake.notified(), if !blocked => {}
                 _ = tokio::time::sleep(wait) => {}
                 Some(done) = running.join_next(), if !running.is_empty() => {
-                    match done {
-                        Ok(Health::Fine) => failures = 0,
-                        Ok(Health::Failing) => {
-                            failures += 1;
-                            let pause = rt.settings.backoff(failures).min(Duration::from_secs(30));
-                            blocked_until = Some(Instant::now() + pause);
-                        }
-                        Ok(Health::Throttled(d)) => blocked_until = Some(Instant::now() + d),
-                        Err(e) => tracing::error!(app = %name, error = %e, "delivery task failed"),
-                    }
+                    breaker.observe(done, &rt.settings, &name);
                 }
             }
         }
