@@ -525,6 +525,60 @@ mod tests {
     }
 
     #[test]
+    fn apps_parse_as_documented() {
+        let s = Settings::parse(
+            r#"
+            [[apps]]
+            name = "crm"
+            tenant = "entra-prod"
+            scope = 'active eq true'
+            groups = true
+            on_leave = "delete"
+            rate_limit_per_sec = 20
+            [apps.adapter]
+            kind = "scim"
+            base_url = "https://crm.example.com/scim/v2"
+            token_file = "/run/secrets/crm"
+            update = "put"
+            [apps.mapping]
+            userName = { from = "userName", transform = "lower" }
+            title = "title"
+            [[apps.pull_tokens]]
+            id = "crm-pull"
+            sha256 = "00"
+
+            [[apps]]
+            name = "hooks"
+            [apps.adapter]
+            kind = "webhook"
+            url = "https://hooks.example.com/x"
+            secrets_env = ["A", "B"]
+
+            [delivery]
+            concurrency = 4
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.apps.len(), 2);
+        assert_eq!(s.apps[0].on_leave, LeaveAction::Delete);
+        assert!(
+            matches!(&s.apps[0].adapter, AdapterSettings::Scim(a) if a.update == UpdateMethod::Put)
+        );
+        assert!(
+            matches!(&s.apps[1].adapter, AdapterSettings::Webhook(w) if w.secrets_env.len() == 2)
+        );
+        assert_eq!(s.apps[1].tenant, DEFAULT_TENANT);
+        assert_eq!(s.delivery.concurrency, 4);
+        // A misspelt adapter key is an error, not a silent default.
+        assert!(
+            Settings::parse(
+                "[[apps]]\nname = \"x\"\n[apps.adapter]\nkind = \"scim\"\nbase_ur = \"y\"\n"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         assert!(Settings::parse("[server]\nlisten_addr = \"x\"\n").is_err());
     }
