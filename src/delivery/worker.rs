@@ -51,6 +51,15 @@ impl EngineSettings {
         }
     }
 
+    /// How long a 429 holds the app back: its `Retry-After`, or the
+    /// backoff when it gave none, never longer than the longest backoff, so
+    /// a hostile or broken header cannot stall an app.
+    pub fn throttle(&self, retry_after: Option<Duration>, attempts: i64) -> Duration {
+        retry_after
+            .unwrap_or_else(|| self.backoff(attempts))
+            .min(self.backoff_max)
+    }
+
     /// The delay before attempt `attempts + 1`: exponential with jitter
     /// (between half and all of the doubled delay), capped.
     pub fn backoff(&self, attempts: i64) -> Duration {
@@ -109,8 +118,14 @@ fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// Now plus `d`, as stored; saturates far in the future instead of overflowing.
 fn later(d: Duration) -> String {
-    fmt_time(chrono::Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+    let now = chrono::Utc::now();
+    let at = chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or_else(|| now + chrono::Duration::days(365 * 100));
+    fmt_time(at)
 }
 
 impl Engine {
@@ -209,7 +224,7 @@ impl Breaker {
                 let pause = settings.backoff(self.failures).min(Duration::from_secs(30));
                 self.blocked_until = Some(Instant::now() + pause);
             }
-            Ok(Health::Throttled(d)) => self.blocked_until = Some(Instant::now() + d),
+            Ok(Health::Throttled(d)) => self.blocked_until = Instant::now().checked_add(d),
             Err(e) => tracing::error!(app, error = %e, "delivery task failed"),
         }
     }
@@ -418,7 +433,7 @@ async fn run_job(rt: Arc<AppRuntime>, shared: Arc<Shared>, job: JobRow) -> Healt
         Some(Err(e)) => match &e.kind {
             ErrorKind::Transient => Health::Failing,
             ErrorKind::RateLimited(after) => {
-                Health::Throttled(after.unwrap_or(rt.settings.backoff(job.attempts)))
+                Health::Throttled(rt.settings.throttle(*after, job.attempts))
             }
             _ => Health::Fine,
         },
@@ -550,9 +565,12 @@ fn record(
             let retry = match &e.kind {
                 _ if job.attempts >= rt.settings.max_attempts => Retry::Dead,
                 ErrorKind::Transient => Retry::At(later(rt.settings.backoff(job.attempts))),
-                ErrorKind::RateLimited(after) => Retry::At(later(
-                    after.unwrap_or_else(|| rt.settings.backoff(job.attempts)),
-                )),
+                ErrorKind::RateLimited(after) => {
+                    Retry::At(later(rt.settings.throttle(*after, job.attempts)))
+                }
+                // A 404 on create means the endpoint is wrong, not that an
+                // account vanished: retrying at once would only spin.
+                ErrorKind::NotFound if matches!(op, Plan::Create { .. }) => Retry::Dead,
                 ErrorKind::NotFound => {
                     // The account vanished from the app: forget it, so the
                     // next attempt creates it again (or finds nothing to delete).
