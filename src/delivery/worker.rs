@@ -498,6 +498,7 @@ fn record(
         "attempt": job.attempts,
         "latency_ms": latency_ms,
         "generation": job.claimed_generation.unwrap_or(job.generation),
+        "worker": worker,
     });
     let outcome = match &result {
         Ok(applied) => {

@@ -646,3 +646,84 @@ async fn webhook_events_are_signed_with_both_secrets_and_retried_with_the_same_i
     ids.dedup();
     assert_eq!(ids.len(), 3, "distinct operations have distinct ids");
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (SCIM_TEST_POSTGRES_URL); scripts/test runs it in its PostgreSQL pass"]
+async fn two_processes_on_one_postgres_database_deliver_each_change_once() {
+    assert!(
+        std::env::var(PG_ENV).is_ok(),
+        "several gateways share a database only on PostgreSQL: set {PG_ENV}"
+    );
+    let down = downstream().await;
+    let base = down.base();
+    let token = down.token_file.clone();
+    let first = spawn_app_with(|s: &mut Settings| {
+        let mut app = scim_app("crm", &base, &token);
+        app.concurrency = Some(4);
+        s.apps.push(app);
+    })
+    .await;
+    let url = first.database_url.clone();
+    let (base2, token2) = (down.base(), down.token_file.clone());
+    let second = spawn_app_with(move |s: &mut Settings| {
+        s.database.url = url;
+        let mut app = scim_app("crm", &base2, &token2);
+        app.concurrency = Some(4);
+        s.apps.push(app);
+    })
+    .await;
+    // Writes arrive at both processes; both run workers for the same app.
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let gw = if i % 2 == 0 { &first } else { &second };
+        let user = gw.create_user(&format!("twin{i}@example.com")).await;
+        ids.push(user["id"].as_str().unwrap().to_string());
+    }
+    eventually(30, "every user downstream", || async {
+        let n = down.app.user_count().await;
+        if n == 40 {
+            Ok(())
+        } else {
+            Err(format!("{n} users"))
+        }
+    })
+    .await;
+    eventually(10, "an empty queue", || async {
+        let (_, s) = first.admin_get("/apps/crm").await;
+        if s["jobs"]["pending"] == 0 && s["jobs"]["running"] == 0 {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+    // Each identity was created downstream by exactly one worker: one
+    // successful create, never an adoption (which would mean a second POST).
+    let rows = first.audit_rows();
+    for id in &ids {
+        let creates: Vec<_> = rows
+            .iter()
+            .filter(|r| r.resource_id.as_deref() == Some(id.as_str()))
+            .filter(|r| r.action == "delivery.create")
+            .collect();
+        assert_eq!(creates.len(), 1, "{id}: {creates:?}");
+        assert_eq!(creates[0].outcome, "success");
+        assert!(
+            !creates[0]
+                .detail
+                .as_deref()
+                .unwrap_or("")
+                .contains("adopted")
+        );
+    }
+    // Both processes took part (each is woken by its own writes).
+    let workers: std::collections::HashSet<String> = rows
+        .iter()
+        .filter(|r| r.action == "delivery.create")
+        .filter_map(|r| {
+            let d: Value = serde_json::from_str(r.detail.as_deref()?).ok()?;
+            d["worker"].as_str().map(str::to_string)
+        })
+        .collect();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+}
