@@ -36,6 +36,10 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// The admin API.
     pub admin: AdminSettings,
+    /// Access rules: which identities get which apps and entitlements.
+    pub rules: Vec<RuleSettings>,
+    /// Identity-wide lifecycle settings.
+    pub lifecycle: LifecycleSettings,
 }
 
 /// Admin API access.
@@ -86,7 +90,7 @@ impl Default for DeliverySettings {
 }
 
 /// One downstream application.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppSettings {
     /// Unique name, used in job rows, audit rows and the admin API.
@@ -122,6 +126,79 @@ pub struct AppSettings {
     pub timeout_secs: Option<u64>,
     /// Most adapter calls per second (unlimited when unset).
     pub rate_limit_per_sec: Option<f64>,
+    /// Account attribute that carries the granted entitlements
+    /// (`entitlements` by default; `roles` for apps that model them so).
+    #[serde(default)]
+    pub entitlements_attribute: Option<String>,
+    /// Grace period after which a leaver's disabled account is deleted
+    /// (e.g. `30d`); never when unset. Reactivation within it restores the account.
+    #[serde(default)]
+    pub delete_after: Option<String>,
+    /// Safety net against mass deprovisioning.
+    #[serde(default)]
+    pub safety: SafetySettings,
+}
+
+/// When an app is quarantined instead of losing many accounts at once.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SafetySettings {
+    /// Most disables and deletes within `window`; beyond it the app is quarantined.
+    pub max_deprovisions: Option<u64>,
+    /// Most disables and deletes within `window` as a share (0–1) of the app's accounts.
+    pub max_deprovision_share: Option<f64>,
+    /// The window, e.g. `1h` (default one hour).
+    pub window: Option<String>,
+}
+
+/// A policy rule: identities matching `when` get an account in `app`,
+/// with `entitlements`, for `duration` (or until the date in `expires_attribute`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSettings {
+    /// Unique name: it appears in the audit trail and the access report.
+    pub name: String,
+    /// A SCIM filter over the user.
+    pub when: String,
+    /// The app the rule grants.
+    pub app: String,
+    /// Entitlements (roles) granted in the app.
+    #[serde(default)]
+    pub entitlements: Vec<String>,
+    /// How long the grant lasts from when it was first made, e.g. `90d`.
+    pub duration: Option<String>,
+    /// A user attribute holding the grant's end date (RFC 3339).
+    pub expires_attribute: Option<String>,
+}
+
+/// Identity-wide lifecycle settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleSettings {
+    /// A user attribute holding an HR end date (RFC 3339): once it has
+    /// passed, the user is treated as a leaver although `active` is still true.
+    pub end_date_attribute: Option<String>,
+}
+
+/// Parses a duration such as `90d`, `12h`, `30m`, `45s` or `2w`.
+pub fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| anyhow::anyhow!("duration {t:?} needs a unit (s, m, h, d, w)"))?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("duration {t:?} must start with a number"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => anyhow::bail!("duration {t:?}: unit must be s, m, h, d or w"),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
 }
 
 fn default_tenant() -> String {

@@ -34,7 +34,15 @@ impl Application {
     pub fn build(settings: &Settings, tokens: Vec<TokenHash>) -> anyhow::Result<Self> {
         let db = Db::open(&settings.database).context("opening the database")?;
         let registry = Arc::new(Registry::load(&settings.scim).context("loading schemas")?);
-        let apps = Arc::new(Apps::compile(&registry, &settings.apps).context("in [[apps]]")?);
+        let apps = Arc::new(
+            Apps::compile(
+                &registry,
+                &settings.apps,
+                &settings.rules,
+                &settings.lifecycle,
+            )
+            .context("in [[apps]]")?,
+        );
         let fanout = Fanout::new(apps);
         let service = Service {
             registry: registry.clone(),

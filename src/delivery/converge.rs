@@ -50,14 +50,24 @@ fn kind_of(resource_type: &str) -> Kind {
     }
 }
 
-/// Decides the operation. `desired` is the account the identity should have
-/// (`None` when it is gone or out of scope); `exists` says whether the
-/// identity still exists at all.
+/// What the identity should have in the app.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Want {
+    /// This account.
+    Account(Map<String, Value>),
+    /// No access (out of scope, no rule): the app's `on_leave` decides.
+    NoAccess,
+    /// A leaver: the account, if any, disabled.
+    Disable,
+    /// No account at all (identity deleted, grace period over).
+    Delete,
+}
+
+/// Decides the operation from what is wanted and what was last applied.
 pub fn plan(
     policy: &AppPolicy,
     kind: Option<Kind>,
-    desired: Option<Map<String, Value>>,
-    exists: bool,
+    want: Want,
     account: Option<&AccountRow>,
 ) -> Plan {
     let applied = account.map(|a| {
@@ -66,47 +76,51 @@ pub fn plan(
             serde_json::from_str::<Value>(&a.applied).unwrap_or(Value::Null),
         )
     });
-    match (desired, applied) {
-        (Some(d), None) => Plan::Create {
-            kind: kind.unwrap_or(Kind::User),
-            account: Value::Object(d),
-        },
-        (Some(d), Some((row, before))) => {
-            let after = Value::Object(d);
-            match &row.remote_id {
-                _ if before == after => Plan::Noop,
-                Some(remote_id) => Plan::Update {
-                    kind: kind_of(&row.resource_type),
-                    remote_id: remote_id.clone(),
-                    before,
-                    after,
-                },
-                // Applied without an id: nothing to update; create afresh.
-                None => Plan::Create {
-                    kind: kind_of(&row.resource_type),
-                    account: after,
-                },
+    let Some((row, before)) = applied else {
+        return match want {
+            Want::Account(d) => Plan::Create {
+                kind: kind.unwrap_or(Kind::User),
+                account: Value::Object(d),
+            },
+            _ => Plan::Noop,
+        };
+    };
+    let kind = kind_of(&row.resource_type);
+    let Some(remote_id) = row.remote_id.clone() else {
+        // Applied without an id: nothing to change there; create afresh.
+        return match want {
+            Want::Account(d) => Plan::Create {
+                kind,
+                account: Value::Object(d),
+            },
+            _ => Plan::Noop,
+        };
+    };
+    // Disabling also takes every entitlement away: a disabled account
+    // keeps nothing that no rule grants.
+    let disable = |before: Value| {
+        let mut after = before.clone();
+        if let Some(o) = after.as_object_mut() {
+            o.insert("active".into(), Value::Bool(false));
+            if kind == Kind::User {
+                o.remove(&policy.entitlements_attribute);
             }
         }
-        (None, Some((row, before))) => {
-            let kind = kind_of(&row.resource_type);
-            let Some(remote_id) = row.remote_id.clone() else {
-                return Plan::Noop;
-            };
-            let delete = !exists || kind == Kind::Group || policy.on_leave == LeaveAction::Delete;
-            if delete {
-                return Plan::Delete {
-                    kind,
-                    remote_id,
-                    before,
-                };
+        if after == before {
+            Plan::Noop
+        } else {
+            Plan::Update {
+                kind,
+                remote_id: remote_id.clone(),
+                before,
+                after,
             }
-            // Out of scope, kept disabled.
-            let mut after = before.clone();
-            if let Some(o) = after.as_object_mut() {
-                o.insert("active".into(), Value::Bool(false));
-            }
-            if after == before {
+        }
+    };
+    match want {
+        Want::Account(d) => {
+            let after = Value::Object(d);
+            if before == after {
                 Plan::Noop
             } else {
                 Plan::Update {
@@ -117,6 +131,18 @@ pub fn plan(
                 }
             }
         }
-        (None, None) => Plan::Noop,
+        Want::Delete => Plan::Delete {
+            kind,
+            remote_id,
+            before,
+        },
+        Want::NoAccess if kind == Kind::Group || policy.on_leave == LeaveAction::Delete => {
+            Plan::Delete {
+                kind,
+                remote_id,
+                before,
+            }
+        }
+        Want::NoAccess | Want::Disable => disable(before),
     }
 }

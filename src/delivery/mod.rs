@@ -13,6 +13,8 @@
 //! identity, so retries are idempotent and changes coalesce.
 
 mod converge;
+mod decide;
+pub mod preview;
 mod worker;
 
 use std::collections::HashMap;
@@ -22,7 +24,8 @@ use tokio::sync::Notify;
 
 use crate::lifecycle::Apps;
 
-pub use converge::{Plan, plan};
+pub use converge::{Plan, Want, plan};
+pub use decide::{Decision, decide};
 pub use worker::{Engine, EngineSettings};
 
 /// What the write path needs from delivery: which apps a tenant's changes

@@ -4,18 +4,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use super::Fanout;
-use super::converge::{Plan, plan};
+use super::converge::Plan;
+use super::decide::{Decision, decide};
 use crate::adapters::{Adapter, AdapterError, Applied, ErrorKind, OpContext};
 use crate::config::{AppSettings, DeliverySettings};
 use crate::lifecycle::AppPolicy;
-use crate::scim::render::{Stored, render};
+use crate::lifecycle::grants::Revocation;
 use crate::scim::schema::Registry;
 use crate::scim::service::Kind;
+use crate::store::grants::GrantRow;
 use crate::store::jobs::{self, JobRow, Retry};
 use crate::store::{self, AccountRow, AnyConnection, AuditEvent, Db, StoreError, account_status};
 
@@ -176,13 +178,15 @@ impl Engine {
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
         });
-        let tasks = runtimes
+        let poll = Duration::from_millis(defaults.poll_ms.max(10));
+        let mut tasks: Vec<_> = runtimes
             .into_iter()
             .map(|rt| {
                 let wake = fanout.waker(&rt.policy.name);
                 tokio::spawn(app_loop(Arc::new(rt), shared.clone(), wake))
             })
             .collect();
+        tasks.push(tokio::spawn(timer_loop(shared, fanout, poll)));
         Ok(Self { tasks })
     }
 
@@ -191,6 +195,59 @@ impl Engine {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// Turns due lifecycle timers (grant expiries, grace periods, end dates)
+/// into sync jobs. Taking a timer deletes it in the transaction that
+/// enqueues its job, so across processes each timer fires once.
+async fn timer_loop(shared: Arc<Shared>, fanout: Fanout, poll: Duration) {
+    loop {
+        let due = shared
+            .db
+            .write(|conn| {
+                let now = now();
+                let timers = store::grants::take_due_timers(conn, &now, 500)?;
+                for t in &timers {
+                    jobs::enqueue(
+                        conn,
+                        &t.tenant,
+                        std::slice::from_ref(&t.app),
+                        std::slice::from_ref(&t.resource_id),
+                        &now,
+                    )?;
+                }
+                Ok(timers)
+            })
+            .await;
+        match due {
+            Ok(timers) if !timers.is_empty() => {
+                for t in &timers {
+                    fanout.wake(&t.app);
+                }
+                if timers.len() == 500 {
+                    continue;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "firing lifecycle timers failed"),
+        }
+        let next = shared
+            .db
+            .run(store::grants::next_timer)
+            .await
+            .ok()
+            .flatten();
+        let wait = next
+            .and_then(|n| chrono::DateTime::parse_from_rfc3339(&n).ok())
+            .map(|at| {
+                (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+            })
+            .unwrap_or(poll)
+            .min(poll);
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -298,102 +355,54 @@ async fn app_loop(rt: Arc<AppRuntime>, shared: Arc<Shared>, wake: Arc<tokio::syn
     }
 }
 
-/// What the worker read before calling the adapter.
-struct Snapshot {
-    kind: Option<Kind>,
-    desired: Option<Map<String, Value>>,
-    exists: bool,
-    account: Option<AccountRow>,
-}
-
-fn snapshot(
-    conn: &mut AnyConnection,
-    reg: &Registry,
-    policy: &AppPolicy,
-    job: &JobRow,
-) -> Result<Snapshot, StoreError> {
-    let account = store::find_account(conn, &policy.name, &job.resource_id)?;
-    let Some(row) = store::find_resource_any(conn, &job.tenant, &job.resource_id)? else {
-        return Ok(Snapshot {
-            kind: None,
-            desired: None,
-            exists: false,
-            account,
-        });
-    };
-    let kind = if row.resource_type == "Group" {
-        Kind::Group
-    } else {
-        Kind::User
-    };
-    let rt = match kind {
-        Kind::User => &reg.user,
-        Kind::Group => &reg.group,
-    };
-    let groups = (kind == Kind::User && policy.needs_groups())
-        .then(|| store::find_groups_of(conn, std::slice::from_ref(&row.id)))
-        .transpose()?;
-    let stored = Stored {
-        row,
-        members: None,
-        groups,
-    };
-    let doc = render(rt, &stored, "");
-    let desired = if policy.in_scope(reg, kind, &doc) {
-        Some(match kind {
-            Kind::User => policy.user_account(reg, &doc),
-            Kind::Group => {
-                let ids: Vec<String> = store::find_members(conn, &stored.row.id)?
-                    .into_iter()
-                    .map(|m| m.member_id)
-                    .collect();
-                let remote = store::find_remote_ids(conn, &policy.name, &ids)?
-                    .into_iter()
-                    .map(|(_, r)| r)
-                    .collect();
-                policy.group_account(&doc, remote)
-            }
-        })
-    } else {
-        None
-    };
-    Ok(Snapshot {
-        kind: Some(kind),
-        desired,
-        exists: true,
-        account,
-    })
-}
-
 async fn run_job(rt: Arc<AppRuntime>, shared: Arc<Shared>, job: JobRow) -> Health {
     let policy = rt.policy.clone();
     let reg = shared.registry.clone();
     let j = job.clone();
-    let snap = match shared
+    let decision = match shared
         .db
-        .run(move |conn| snapshot(conn, &reg, &policy, &j))
+        .run(move |conn| {
+            decide(
+                conn,
+                &reg,
+                &policy,
+                &j.tenant,
+                &j.resource_id,
+                chrono::Utc::now(),
+            )
+        })
         .await
     {
-        Ok(s) => s,
+        Ok(d) => d,
         Err(e) => {
             // The claim's lease brings the job back.
             tracing::warn!(app = %rt.policy.name, id = %job.resource_id, error = %e, "reading the identity failed");
             return Health::Fine;
         }
     };
-    let exists = snap.exists;
-    let op = plan(
-        &rt.policy,
-        snap.kind,
-        snap.desired,
-        exists,
-        snap.account.as_ref(),
-    );
-    let revision = snap.account.as_ref().map_or(0, |a| a.revision) + 1;
+    if rt.policy.safety.armed() && is_deprovision(&decision.plan) {
+        let rt2 = rt.clone();
+        let worker = shared.worker.clone();
+        let j = job.clone();
+        match shared
+            .db
+            .write(move |conn| safety_check(conn, &rt2, &worker, &j))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Health::Fine, // quarantined: the job waits
+            Err(e) => {
+                tracing::warn!(app = %rt.policy.name, error = %e, "safety check failed; the job will run again");
+                return Health::Fine;
+            }
+        }
+    }
+    let op = decision.plan.clone();
+    let revision = decision.account.as_ref().map_or(0, |a| a.revision) + 1;
     let ctx = OpContext {
         app: rt.policy.name.clone(),
         identity: job.resource_id.clone(),
-        kind: snap.kind.unwrap_or(Kind::User),
+        kind: decision.kind.unwrap_or(Kind::User),
         revision,
     };
     let started = Instant::now();
@@ -442,12 +451,75 @@ async fn run_job(rt: Arc<AppRuntime>, shared: Arc<Shared>, job: JobRow) -> Healt
     let worker = shared.worker.clone();
     let recorded = shared
         .db
-        .write(move |conn| record(conn, &rt2, &worker, &job, &op, result, revision, latency_ms))
+        .write(move |conn| {
+            record(
+                conn, &rt2, &worker, &job, &decision, result, revision, latency_ms,
+            )
+        })
         .await;
     if let Err(e) = recorded {
         tracing::warn!(app = %rt.policy.name, error = %e, "recording a delivery outcome failed; the job will run again");
     }
     health
+}
+
+fn is_deprovision(op: &Plan) -> bool {
+    match op {
+        Plan::Delete { .. } => true,
+        Plan::Update { before, after, .. } => is_active(before) && !is_active(after),
+        _ => false,
+    }
+}
+
+/// The mass-deprovisioning safety net: counts the app's disables and
+/// deletes within the window (since the last release), and quarantines the
+/// app instead of going over the limit. Returns whether the job may proceed;
+/// when it may not, the job is handed back untouched.
+fn safety_check(
+    conn: &mut AnyConnection,
+    rt: &AppRuntime,
+    worker: &str,
+    job: &JobRow,
+) -> Result<bool, StoreError> {
+    let app = rt.policy.name.as_str();
+    let safety = &rt.policy.safety;
+    let window_start = fmt_time(
+        chrono::Utc::now()
+            - chrono::Duration::from_std(safety.window).unwrap_or(chrono::Duration::hours(1)),
+    );
+    let since = match jobs::released_at(conn, app)? {
+        Some(r) if r > window_start => r,
+        _ => window_start,
+    };
+    let done = store::count_deprovisions(conn, app, &since)?;
+    let accounts = store::count_accounts(conn, app)?;
+    let limit = safety.limit(accounts as u64);
+    if (done as u64) < limit {
+        return Ok(true);
+    }
+    let at = now();
+    let reason = format!(
+        "quarantine: {done} disables/deletes since {since} reached the limit of {limit} \
+         ({accounts} accounts); release or discard through the admin API"
+    );
+    tracing::warn!(app, %reason, "app quarantined");
+    jobs::set_paused(conn, app, true, Some(&reason), &at)?;
+    jobs::hand_back(conn, job, worker, &at)?;
+    store::insert_audit(
+        conn,
+        &AuditEvent {
+            at,
+            tenant: Some(job.tenant.clone()),
+            actor: "system/delivery".into(),
+            action: "lifecycle.quarantine".into(),
+            resource_type: None,
+            resource_id: Some(job.resource_id.clone()),
+            outcome: "held".into(),
+            detail: Some(json!({ "reason": reason, "count": done, "limit": limit }).to_string()),
+            app: Some(app.to_string()),
+        },
+    )?;
+    Ok(false)
 }
 
 fn op_name(op: &Plan, before_active: bool, after_active: bool) -> &'static str {
@@ -465,20 +537,90 @@ fn is_active(v: &Value) -> bool {
     v.get("active").and_then(Value::as_bool).unwrap_or(true)
 }
 
+/// Writes what a converged identity now holds: grants recorded, revoked
+/// or expired (each with an audit row naming the rule and the reason), and
+/// the timer for its next change of access.
+fn settle(
+    conn: &mut AnyConnection,
+    rt: &AppRuntime,
+    job: &JobRow,
+    decision: &Decision,
+    at: &str,
+) -> Result<(), StoreError> {
+    let app = rt.policy.name.as_str();
+    let row = |action: &str, _: &GrantRow, detail: Value| AuditEvent {
+        at: at.to_string(),
+        tenant: Some(job.tenant.clone()),
+        actor: "system/lifecycle".into(),
+        action: action.to_string(),
+        resource_type: Some("User".into()),
+        resource_id: Some(job.resource_id.clone()),
+        outcome: "success".into(),
+        detail: Some(detail.to_string()),
+        app: Some(app.to_string()),
+    };
+    let g = &decision.grants;
+    for grant in &g.added {
+        store::grants::insert_grant(conn, grant)?;
+        store::insert_audit(
+            conn,
+            &row(
+                "lifecycle.grant",
+                grant,
+                json!({ "rule": grant.rule, "entitlement": grant.entitlement, "expires_at": grant.expires_at }),
+            ),
+        )?;
+    }
+    for (grant, why) in &g.revoked {
+        store::grants::delete_grant(conn, grant)?;
+        if *why != Revocation::Cleanup {
+            store::insert_audit(
+                conn,
+                &row(
+                    "lifecycle.revoke",
+                    grant,
+                    json!({
+                        "rule": grant.rule, "entitlement": grant.entitlement,
+                        "granted_at": grant.granted_at, "reason": why.as_str(),
+                        "detail": decision.reason,
+                    }),
+                ),
+            )?;
+        }
+    }
+    for grant in &g.expired {
+        store::grants::mark_expired(conn, grant, at)?;
+        store::insert_audit(
+            conn,
+            &row(
+                "lifecycle.expire",
+                grant,
+                json!({ "rule": grant.rule, "entitlement": grant.entitlement,
+                        "granted_at": grant.granted_at, "expires_at": grant.expires_at }),
+            ),
+        )?;
+    }
+    let due = decision.next_due.map(fmt_time);
+    store::grants::set_timer(conn, app, &job.resource_id, &job.tenant, due.as_deref())
+}
+
 #[expect(clippy::too_many_arguments, reason = "one outcome, many parts")]
 fn record(
     conn: &mut AnyConnection,
     rt: &AppRuntime,
     worker: &str,
     job: &JobRow,
-    op: &Plan,
+    decision: &Decision,
     result: Option<Result<Applied, AdapterError>>,
     revision: i64,
     latency_ms: u64,
 ) -> Result<(), StoreError> {
     let at = now();
     let app = rt.policy.name.as_str();
+    let op = &decision.plan;
     let Some(result) = result else {
+        // Already converged: the grant bookkeeping may still move on.
+        settle(conn, rt, job, decision, &at)?;
         return jobs::complete(conn, job, worker, &at);
     };
     let (kind, before_active, after_active) = match op {
@@ -499,6 +641,7 @@ fn record(
         "latency_ms": latency_ms,
         "generation": job.claimed_generation.unwrap_or(job.generation),
         "worker": worker,
+        "reason": decision.reason,
     });
     let outcome = match &result {
         Ok(applied) => {
@@ -517,6 +660,11 @@ fn record(
             match op {
                 Plan::Create { account, .. } | Plan::Update { after: account, .. } => {
                     let existing = store::find_account(conn, app, &job.resource_id)?;
+                    let disabled_at = match &existing {
+                        _ if after_active => None,
+                        Some(e) if e.status == account_status::DISABLED => e.disabled_at.clone(),
+                        _ => Some(at.clone()),
+                    };
                     store::save_account(
                         conn,
                         &AccountRow {
@@ -537,6 +685,7 @@ fn record(
                                 .map(|e| e.created_at)
                                 .unwrap_or_else(|| at.clone()),
                             updated_at: at.clone(),
+                            disabled_at,
                         },
                     )?;
                 }
@@ -556,6 +705,7 @@ fn record(
                         .collect();
                 jobs::enqueue(conn, &job.tenant, &[app.to_string()], &groups, &at)?;
             }
+            settle(conn, rt, job, decision, &at)?;
             jobs::complete(conn, job, worker, &at)?;
             "success".to_string()
         }

@@ -13,6 +13,10 @@
 //! | POST | `/admin/apps/{app}/jobs/{id}/retry` | retry one dead letter now |
 //! | POST | `/admin/apps/{app}/retry` | retry every dead letter of the app |
 //! | GET  | `/admin/apps/{app}/accounts/{id}` | the account as last applied |
+//! | POST | `/admin/apps/{app}/quarantine/release` | resume a quarantined app, deprovisions included |
+//! | POST | `/admin/apps/{app}/quarantine/discard` | drop its held deprovisions, then resume |
+//! | GET  | `/admin/reports/access?format=csv\|ndjson&tenant=` | who holds what, why and since when |
+//! | POST | `/admin/plan` (body: candidate TOML configuration) | what it would change, per app |
 
 use std::future::{Ready, ready};
 
@@ -24,6 +28,7 @@ use subtle::ConstantTimeEq;
 
 use super::auth::bearer;
 use crate::config::hash_token;
+use crate::delivery::{Plan, decide};
 use crate::error::ScimError;
 use crate::scim::service::Service;
 use crate::store::jobs::{self, state};
@@ -335,6 +340,251 @@ pub async fn retry_all(
     retry(admin, app.into_inner(), None, svc).await
 }
 
+/// `POST /admin/apps/{app}/quarantine/release`: lets the held jobs run,
+/// deprovisions included; the safety net counts afresh from now.
+pub async fn release_quarantine(
+    admin: Admin,
+    app: web::Path<String>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    let app = app.into_inner();
+    known_app(&svc, &app)?;
+    let a = app.clone();
+    svc.db
+        .write(move |conn| {
+            jobs::set_paused(conn, &a, false, Some(jobs::RELEASED), &now())?;
+            store::insert_audit(
+                conn,
+                &admin_audit(&admin, "admin.quarantine.release", &a, None, json!({})),
+            )
+        })
+        .await?;
+    svc.fanout.wake(&app);
+    Ok(json_ok(app_summary(&svc, &app).await?))
+}
+
+/// `POST /admin/apps/{app}/quarantine/discard`: drops every held job that
+/// would disable or delete an account, then resumes the app. Those
+/// accounts stay as they are until their identity changes again.
+pub async fn discard_quarantine(
+    admin: Admin,
+    app: web::Path<String>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    let app = app.into_inner();
+    known_app(&svc, &app)?;
+    let policy = svc
+        .fanout
+        .apps()
+        .get(&app)
+        .cloned()
+        .ok_or_else(|| ScimError::not_found("No such app."))?;
+    let reg = svc.registry.clone();
+    let a = app.clone();
+    let dropped = svc
+        .db
+        .write(move |conn| {
+            let now = chrono::Utc::now();
+            let mut dropped = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = jobs::list_jobs(conn, &a, Some(state::PENDING), after.as_deref(), 500)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.resource_id.clone());
+                for job in &page {
+                    let d = decide(conn, &reg, &policy, &job.tenant, &job.resource_id, now)?;
+                    if deprovisions(&d.plan) {
+                        jobs::delete_pending(conn, &a, &job.resource_id)?;
+                        dropped.push(job.resource_id.clone());
+                    }
+                }
+            }
+            jobs::set_paused(conn, &a, false, Some(jobs::RELEASED), &now.to_rfc3339())?;
+            store::insert_audit(
+                conn,
+                &admin_audit(
+                    &admin,
+                    "admin.quarantine.discard",
+                    &a,
+                    None,
+                    json!({ "discarded": dropped.len(), "identities": dropped }),
+                ),
+            )?;
+            Ok(dropped)
+        })
+        .await?;
+    svc.fanout.wake(&app);
+    let mut summary = app_summary(&svc, &app).await?;
+    summary["discarded"] = json!(dropped);
+    Ok(json_ok(summary))
+}
+
+fn deprovisions(plan: &Plan) -> bool {
+    let active = |v: &Value| v.get("active").and_then(Value::as_bool).unwrap_or(true);
+    match plan {
+        Plan::Delete { .. } => true,
+        Plan::Update { before, after, .. } => active(before) && !active(after),
+        _ => false,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    format: Option<String>,
+    tenant: Option<String>,
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `GET /admin/reports/access`: every grant in force — identity, app,
+/// entitlement (empty for the account itself), the rule that grants it,
+/// since when and until when — as CSV or NDJSON, streamed page by page.
+pub async fn access_report(
+    _: Admin,
+    query: web::Query<ReportQuery>,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    let q = query.into_inner();
+    let csv = match q.format.as_deref() {
+        None | Some("ndjson") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ScimError::invalid_value("format must be csv or ndjson.")),
+    };
+    type Cursor = Option<(String, String, String, String)>;
+    let db = svc.db.clone();
+    let tenant = q.tenant;
+    let header = csv.then(|| {
+        web::Bytes::from_static(b"app,identity,userName,entitlement,rule,granted_at,expires_at\n")
+    });
+    let pages = futures_util::stream::unfold(
+        Some(None::<(String, String, String, String)>),
+        move |state: Option<Cursor>| {
+            let db = db.clone();
+            let tenant = tenant.clone();
+            async move {
+                let after = state?;
+                let page = db
+                    .run(move |conn| {
+                        let rows = store::grants::list_grants(
+                            conn,
+                            tenant.as_deref(),
+                            after.as_ref(),
+                            500,
+                        )?;
+                        let ids: Vec<String> = rows.iter().map(|g| g.resource_id.clone()).collect();
+                        let names: std::collections::HashMap<String, Option<String>> =
+                            store::find_displays(conn, &ids)?.into_iter().collect();
+                        Ok((rows, names))
+                    })
+                    .await;
+                let (rows, names) = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "access report page failed");
+                        return Some((
+                            Err(actix_web::error::ErrorInternalServerError("report failed")),
+                            None,
+                        ));
+                    }
+                };
+                let next = (rows.len() == 500).then(|| {
+                    rows.last().map(|g| {
+                        (
+                            g.app.clone(),
+                            g.resource_id.clone(),
+                            g.entitlement.clone(),
+                            g.rule.clone(),
+                        )
+                    })
+                });
+                let mut out = String::new();
+                for g in &rows {
+                    let name = names
+                        .get(&g.resource_id)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_default();
+                    if csv {
+                        let fields = [
+                            g.app.as_str(),
+                            g.resource_id.as_str(),
+                            name.as_str(),
+                            g.entitlement.as_str(),
+                            g.rule.as_str(),
+                            g.granted_at.as_str(),
+                            g.expires_at.as_deref().unwrap_or(""),
+                        ];
+                        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                        out.push_str(&line.join(","));
+                        out.push('\n');
+                    } else {
+                        out.push_str(
+                            &json!({
+                                "app": g.app, "identity": g.resource_id, "userName": name,
+                                "entitlement": g.entitlement, "rule": g.rule,
+                                "granted_at": g.granted_at, "expires_at": g.expires_at,
+                            })
+                            .to_string(),
+                        );
+                        out.push('\n');
+                    }
+                }
+                if rows.is_empty() && next.is_none() {
+                    return None;
+                }
+                Some((
+                    Ok::<_, actix_web::Error>(web::Bytes::from(out)),
+                    next.flatten().map(Some),
+                ))
+            }
+        },
+    );
+    let head = futures_util::stream::iter(header.map(Ok::<_, actix_web::Error>));
+    let body = futures_util::StreamExt::chain(head, pages);
+    Ok(HttpResponse::Ok()
+        .content_type(if csv {
+            "text/csv"
+        } else {
+            "application/x-ndjson"
+        })
+        .streaming(body))
+}
+
+/// `POST /admin/plan`: the body is a candidate configuration (TOML, the
+/// same format as the configuration file; its `[[apps]]`, `[[rules]]` and
+/// `[lifecycle]` are used). Answers what it would do to every app — per app,
+/// counts and the operations with their reasons — without doing any of it.
+pub async fn plan_preview(
+    _: Admin,
+    body: web::Bytes,
+    svc: web::Data<Service>,
+) -> Result<HttpResponse, ScimError> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ScimError::invalid_syntax("The configuration must be UTF-8 TOML."))?;
+    let candidate = crate::config::Settings::parse(text)
+        .map_err(|e| ScimError::invalid_syntax(format!("The configuration is invalid: {e}")))?;
+    let apps = crate::lifecycle::Apps::compile(
+        &svc.registry,
+        &candidate.apps,
+        &candidate.rules,
+        &candidate.lifecycle,
+    )
+    .map_err(|e| ScimError::invalid_value(format!("The configuration is invalid: {e:#}")))?;
+    let reg = svc.registry.clone();
+    let preview = svc
+        .db
+        .run(move |conn| crate::delivery::preview::preview(conn, &reg, &apps))
+        .await?;
+    Ok(json_ok(json!({ "apps": preview })))
+}
+
 /// Registers the admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -348,6 +598,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/apps/{app}/jobs/{id}", web::get().to(get_job))
             .route("/apps/{app}/jobs/{id}/retry", web::post().to(retry_job))
             .route("/apps/{app}/accounts/{id}", web::get().to(get_account))
+            .route(
+                "/apps/{app}/quarantine/release",
+                web::post().to(release_quarantine),
+            )
+            .route(
+                "/apps/{app}/quarantine/discard",
+                web::post().to(discard_quarantine),
+            )
+            .route("/reports/access", web::get().to(access_report))
+            .route("/plan", web::post().to(plan_preview))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ScimError::not_found("No such admin endpoint."))
             })),

@@ -58,7 +58,8 @@ pub struct Mapping {
     entries: Vec<Entry>,
 }
 
-fn parse_source(rt: &ResourceType, s: &str) -> anyhow::Result<PatchPath> {
+/// Parses a source attribute path and checks it against the schema.
+pub fn parse_source(rt: &ResourceType, s: &str) -> anyhow::Result<PatchPath> {
     let path: PatchPath = s
         .trim()
         .parse()
@@ -236,6 +237,10 @@ fn present(v: &Value) -> bool {
 }
 
 /// Reads a source path from a rendered identity.
+pub fn read_path(rt: &ResourceType, path: &PatchPath, doc: &Value) -> Option<Value> {
+    read(rt, path, doc)
+}
+
 fn read(rt: &ResourceType, path: &PatchPath, doc: &Value) -> Option<Value> {
     let out = match path {
         PatchPath::Attr(p) if p.uri.is_none() && p.name.eq_ignore_ascii_case("id") => {

@@ -486,14 +486,15 @@ impl Service {
                 }
                 store::delete_resource(conn, &actor.tenant, kind.name(), &id)?;
                 store::touch_resources(conn, &groups, &at)?;
-                let mut changed = groups;
-                changed.push(id.clone());
-                store::jobs::enqueue(
+                let apps = fanout.pushing(&actor.tenant);
+                store::jobs::enqueue(conn, &actor.tenant, apps, &groups, &at)?;
+                store::jobs::enqueue_with(
                     conn,
                     &actor.tenant,
-                    fanout.pushing(&actor.tenant),
-                    &changed,
+                    apps,
+                    std::slice::from_ref(&id),
                     &at,
+                    store::jobs::priority::LEAVER,
                 )?;
                 store::insert_audit(
                     conn,
@@ -1081,8 +1082,28 @@ fn save(
     touched.sort();
     touched.dedup();
     store::touch_resources(conn, &touched, &at)?;
-    touched.push(old.id.clone());
     store::jobs::enqueue(conn, &actor.tenant, apps, &touched, &at)?;
+    // A deactivation is a leaver: cut off ahead of routine work.
+    let was_active = serde_json::from_str::<Value>(&old.data)
+        .ok()
+        .and_then(|d| d.get("active").and_then(Value::as_bool))
+        != Some(false);
+    let leaves = kind == Kind::User
+        && was_active
+        && doc.get("active").and_then(Value::as_bool) == Some(false);
+    let priority = if leaves {
+        store::jobs::priority::LEAVER
+    } else {
+        store::jobs::priority::NORMAL
+    };
+    store::jobs::enqueue_with(
+        conn,
+        &actor.tenant,
+        apps,
+        std::slice::from_ref(&old.id),
+        &at,
+        priority,
+    )?;
     let row = ResourceRow {
         external_id: doc
             .get("externalId")

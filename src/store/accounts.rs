@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::StoreError;
 use super::connection::AnyConnection;
-use super::schema::app_accounts;
+use super::schema::{app_accounts, audit_events};
 
 /// Account statuses.
 pub mod status {
@@ -40,6 +40,8 @@ pub struct AccountRow {
     pub created_at: String,
     /// When it last changed.
     pub updated_at: String,
+    /// Since when it has been disabled (start of a leaver's grace period).
+    pub disabled_at: Option<String>,
 }
 
 /// The applied account of an identity in an app.
@@ -123,4 +125,28 @@ pub fn list_accounts(
         q = q.filter(app_accounts::resource_id.gt(a.to_string()));
     }
     Ok(q.load(conn)?)
+}
+
+/// Number of accounts an app has (active or disabled).
+pub fn count_accounts(conn: &mut AnyConnection, app: &str) -> Result<i64, StoreError> {
+    Ok(app_accounts::table
+        .filter(app_accounts::app.eq(app))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Disables and deletes an app has had since `since` (RFC 3339), from the
+/// audit trail: what the mass-deprovisioning safety net counts.
+pub fn count_deprovisions(
+    conn: &mut AnyConnection,
+    app: &str,
+    since: &str,
+) -> Result<i64, StoreError> {
+    Ok(audit_events::table
+        .filter(audit_events::app.eq(app))
+        .filter(audit_events::action.eq_any(["delivery.disable", "delivery.delete"]))
+        .filter(audit_events::outcome.eq("success"))
+        .filter(audit_events::at.ge(since))
+        .count()
+        .get_result(conn)?)
 }

@@ -63,6 +63,19 @@ pub struct JobRow {
     pub created_at: String,
     /// When the row last changed.
     pub updated_at: String,
+    /// Higher runs first: leavers are cut off ahead of routine work.
+    pub priority: i64,
+}
+
+/// The due time of a leaver's job: before any routine job.
+const LEAVER_DUE: &str = "1970-01-01T00:00:00.000Z";
+
+/// Job priorities.
+pub mod priority {
+    /// Routine convergence.
+    pub const NORMAL: i64 = 0;
+    /// A leaver: deactivated or deleted.
+    pub const LEAVER: i64 = 10;
 }
 
 /// Runs the same generic diesel code on whichever backend `conn` is.
@@ -76,13 +89,17 @@ macro_rules! on_backend {
 }
 
 const ENQUEUE: &str = "\
-INSERT INTO sync_jobs (app, resource_id, tenant, state, generation, attempts, next_attempt_at, created_at, updated_at) \
-VALUES ($1, $2, $3, 'pending', 1, 0, $4, $4, $4) \
+INSERT INTO sync_jobs (app, resource_id, tenant, state, generation, attempts, next_attempt_at, created_at, updated_at, priority) \
+VALUES ($1, $2, $3, 'pending', 1, 0, $6, $4, $4, $5) \
 ON CONFLICT (app, resource_id) DO UPDATE SET \
   generation = sync_jobs.generation + 1, \
+  priority = CASE WHEN excluded.priority > sync_jobs.priority THEN excluded.priority ELSE sync_jobs.priority END, \
   state = CASE WHEN sync_jobs.state = 'dead' THEN 'pending' ELSE sync_jobs.state END, \
   attempts = CASE WHEN sync_jobs.state = 'dead' THEN 0 ELSE sync_jobs.attempts END, \
-  next_attempt_at = CASE WHEN sync_jobs.state = 'dead' THEN excluded.next_attempt_at ELSE sync_jobs.next_attempt_at END, \
+  next_attempt_at = CASE WHEN sync_jobs.state = 'dead' THEN excluded.next_attempt_at \
+    WHEN sync_jobs.state = 'pending' AND excluded.next_attempt_at < sync_jobs.next_attempt_at \
+      AND excluded.priority > sync_jobs.priority THEN excluded.next_attempt_at \
+    ELSE sync_jobs.next_attempt_at END, \
   updated_at = excluded.updated_at";
 
 /// Records that each of `ids` must converge in each of `apps`. A job that
@@ -96,6 +113,25 @@ pub fn enqueue(
     ids: &[String],
     now: &str,
 ) -> Result<usize, StoreError> {
+    enqueue_with(conn, tenant, apps, ids, now, priority::NORMAL)
+}
+
+/// [`enqueue`] with a priority; a pending job keeps the higher of the two.
+pub fn enqueue_with(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    apps: &[String],
+    ids: &[String],
+    now: &str,
+    priority: i64,
+) -> Result<usize, StoreError> {
+    // Priority is expressed as an earlier due time, so claims need no
+    // ordering beyond the `(app, state, next_attempt_at)` index.
+    let due = if priority > priority::NORMAL {
+        LEAVER_DUE
+    } else {
+        now
+    };
     let mut n = 0;
     for app in apps {
         for id in ids {
@@ -104,23 +140,33 @@ pub fn enqueue(
                 .bind::<Text, _>(id)
                 .bind::<Text, _>(tenant)
                 .bind::<Text, _>(now)
+                .bind::<BigInt, _>(priority)
+                .bind::<Text, _>(due)
                 .execute(c)?);
         }
     }
     Ok(n)
 }
 
-fn claim_sql(postgres: bool) -> String {
+/// The claim statement for `state`: due pending jobs in due order (leavers
+/// are due first), or running jobs whose lease ran out. The pending claim
+/// is one range scan of `(app, state, next_attempt_at)` in index order that
+/// stops after `limit` rows, so a claim costs the same with ten jobs queued
+/// or a million.
+fn claim_sql(postgres: bool, expired: bool) -> String {
+    let (state, due, order) = if expired {
+        ("running", "claimed_until <= $3", "claimed_until")
+    } else {
+        ("pending", "next_attempt_at <= $3", "next_attempt_at")
+    };
     format!(
         "UPDATE sync_jobs SET state = 'running', claimed_by = $1, claimed_until = $2, \
            claimed_generation = generation, attempts = attempts + 1, updated_at = $3 \
          WHERE (app, resource_id) IN ( \
            SELECT app, resource_id FROM sync_jobs \
-           WHERE app = $4 \
-             AND ((state = 'pending' AND next_attempt_at <= $3) \
-               OR (state = 'running' AND claimed_until <= $3)) \
+           WHERE app = $4 AND state = '{state}' AND {due} \
              AND NOT EXISTS (SELECT 1 FROM app_state s WHERE s.app = $4 AND s.paused) \
-           ORDER BY next_attempt_at LIMIT $5{}) \
+           ORDER BY {order} LIMIT $5{}) \
          RETURNING *",
         if postgres {
             " FOR UPDATE SKIP LOCKED"
@@ -130,7 +176,8 @@ fn claim_sql(postgres: bool) -> String {
     )
 }
 
-/// Claims up to `limit` due jobs of `app` for `worker` until `lease_until`.
+/// Claims up to `limit` due jobs of `app` for `worker` until `lease_until`:
+/// first jobs whose worker died (lease over), then pending ones, leavers first.
 pub fn claim(
     conn: &mut AnyConnection,
     app: &str,
@@ -140,14 +187,22 @@ pub fn claim(
     lease_until: &str,
 ) -> Result<Vec<JobRow>, StoreError> {
     let postgres = matches!(conn, AnyConnection::Postgresql(_));
-    let sql = claim_sql(postgres);
-    Ok(on_backend!(conn, c => diesel::sql_query(&sql)
-        .bind::<Text, _>(worker)
-        .bind::<Text, _>(lease_until)
-        .bind::<Text, _>(now)
-        .bind::<Text, _>(app)
-        .bind::<BigInt, _>(limit)
-        .load::<JobRow>(c)?))
+    let mut out = Vec::new();
+    for expired in [true, false] {
+        let left = limit - out.len() as i64;
+        if left <= 0 {
+            break;
+        }
+        let sql = claim_sql(postgres, expired);
+        out.extend(on_backend!(conn, c => diesel::sql_query(&sql)
+            .bind::<Text, _>(worker)
+            .bind::<Text, _>(lease_until)
+            .bind::<Text, _>(now)
+            .bind::<Text, _>(app)
+            .bind::<BigInt, _>(left)
+            .load::<JobRow>(c)?));
+    }
+    Ok(out)
 }
 
 /// Finishes a claimed job after a success: deletes it, unless a change
@@ -237,6 +292,46 @@ pub fn fail(
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Hands a claimed job back untouched (the attempt does not count): used
+/// when the app was quarantined before the job could run.
+pub fn hand_back(
+    conn: &mut AnyConnection,
+    job: &JobRow,
+    worker: &str,
+    now: &str,
+) -> Result<(), StoreError> {
+    diesel::update(
+        sync_jobs::table
+            .filter(sync_jobs::app.eq(&job.app))
+            .filter(sync_jobs::resource_id.eq(&job.resource_id))
+            .filter(sync_jobs::claimed_by.eq(worker)),
+    )
+    .set((
+        sync_jobs::state.eq(state::PENDING),
+        sync_jobs::attempts.eq(sync_jobs::attempts - 1),
+        sync_jobs::next_attempt_at.eq(now),
+        sync_jobs::claimed_by.eq(None::<String>),
+        sync_jobs::claimed_until.eq(None::<String>),
+        sync_jobs::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The reason recorded when an admin releases a quarantine.
+pub const RELEASED: &str = "released";
+
+/// When the app's last quarantine was released, if it was.
+pub fn released_at(conn: &mut AnyConnection, app: &str) -> Result<Option<String>, StoreError> {
+    Ok(app_state::table
+        .filter(app_state::app.eq(app))
+        .filter(app_state::paused.eq(false))
+        .filter(app_state::reason.eq(RELEASED))
+        .select(app_state::updated_at)
+        .first(conn)
+        .optional()?)
 }
 
 /// Returns every `running` job to `pending` (start-up on SQLite, where only
@@ -364,6 +459,21 @@ pub fn retry_dead(
             sync_jobs::updated_at.eq(now),
         ))
         .execute(conn)?)
+}
+
+/// Drops a pending job (an admin discarding a held deprovision).
+pub fn delete_pending(
+    conn: &mut AnyConnection,
+    app: &str,
+    resource_id: &str,
+) -> Result<usize, StoreError> {
+    Ok(diesel::delete(
+        sync_jobs::table
+            .filter(sync_jobs::app.eq(app))
+            .filter(sync_jobs::resource_id.eq(resource_id))
+            .filter(sync_jobs::state.eq(state::PENDING)),
+    )
+    .execute(conn)?)
 }
 
 /// Pauses or resumes an app.

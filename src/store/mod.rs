@@ -20,6 +20,7 @@ macro_rules! batch_insert {
 mod accounts;
 mod audit;
 mod connection;
+pub mod grants;
 mod index;
 pub mod jobs;
 mod members;
@@ -31,8 +32,8 @@ use std::sync::Arc;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use accounts::{
-    AccountRow, delete_account, find_account, find_remote_ids, list_accounts, save_account,
-    status as account_status,
+    AccountRow, count_accounts, count_deprovisions, delete_account, find_account, find_remote_ids,
+    list_accounts, save_account, status as account_status,
 };
 pub use audit::{AuditEvent, count_audit_events, insert_audit};
 pub use connection::{AnyConnection, Conn, Pool, Target, build_pool, run_migrations, write_tx};
@@ -45,7 +46,7 @@ pub use members::{
     find_group_ids_with_member, find_groups_of, find_member_ids, find_members,
 };
 pub use resources::{
-    ResourceRow, delete_resource, find_kinds, find_resource, find_resource_any,
+    ResourceRow, delete_resource, find_displays, find_kinds, find_resource, find_resource_any,
     find_resources_by_ids, find_resources_keyset, find_resources_page, insert_resource,
     lock_resource, touch_resources, update_resource,
 };

@@ -123,6 +123,23 @@ pub fn find_kinds(
     Ok(out)
 }
 
+/// Display names (userName / displayName) of resources by id, any tenant.
+pub fn find_displays(
+    conn: &mut AnyConnection,
+    ids: &[String],
+) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        out.extend(
+            resources::table
+                .filter(resources::id.eq_any(chunk))
+                .select((resources::id, resources::display))
+                .load::<(String, Option<String>)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
 /// Inserts a new resource.
 pub fn insert_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<(), StoreError> {
     diesel::insert_into(resources::table)

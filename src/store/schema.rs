@@ -77,6 +77,7 @@ diesel::table! {
         last_status -> Nullable<BigInt>,
         created_at -> Text,
         updated_at -> Text,
+        priority -> BigInt,
     }
 }
 
@@ -92,6 +93,29 @@ diesel::table! {
         revision -> BigInt,
         created_at -> Text,
         updated_at -> Text,
+        disabled_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    access_grants (app, resource_id, entitlement, rule) {
+        app -> Text,
+        resource_id -> Text,
+        tenant -> Text,
+        entitlement -> Text,
+        rule -> Text,
+        granted_at -> Text,
+        expires_at -> Nullable<Text>,
+        expired_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    lifecycle_timers (app, resource_id) {
+        app -> Text,
+        resource_id -> Text,
+        tenant -> Text,
+        due_at -> Text,
     }
 }
 
@@ -113,5 +137,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     sync_jobs,
     app_accounts,
-    app_state
+    app_state,
+    access_grants,
+    lifecycle_timers
 );

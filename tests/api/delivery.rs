@@ -49,10 +49,8 @@ pub fn scim_app(name: &str, base_url: &str, token_file: &std::path::Path) -> App
         on_leave: LeaveAction::Disable,
         mapping: BTreeMap::new(),
         pull_tokens: Vec::new(),
-        concurrency: None,
-        max_attempts: None,
         timeout_secs: Some(3),
-        rate_limit_per_sec: None,
+        ..AppSettings::default()
     }
 }
 
@@ -425,10 +423,7 @@ async fn app_pull_tokens_see_only_their_scope_and_cannot_write() {
                 ))),
                 secret_env: None,
             }],
-            concurrency: None,
-            max_attempts: None,
-            timeout_secs: None,
-            rate_limit_per_sec: None,
+            ..AppSettings::default()
         });
     })
     .await;

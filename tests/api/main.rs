@@ -11,6 +11,7 @@ mod discovery;
 mod errors;
 mod filters;
 mod helpers;
+mod lifecycle;
 mod multi_process;
 mod patch;
 mod regressions;

@@ -1,0 +1,190 @@
+//! The decision for one (app, identity): read the identity, its grants and
+//! its applied account, ask the policy what it should have, and plan the
+//! operation. The same function serves the workers and `plan` previews.
+
+use chrono::{DateTime, Utc};
+
+use super::converge::{Plan, Want, plan};
+use crate::lifecycle::grants::{self, GrantPlan, Revocation};
+use crate::lifecycle::{AppPolicy, Wanted};
+use crate::scim::render::{Stored, render};
+use crate::scim::schema::Registry;
+use crate::scim::service::Kind;
+use crate::store::{self, AccountRow, AnyConnection, StoreError};
+
+/// What to do for one (app, identity), and why.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// User or Group (`None` when the identity is gone and was never applied).
+    pub kind: Option<Kind>,
+    /// The operation.
+    pub plan: Plan,
+    /// Why, in words for the audit trail.
+    pub reason: String,
+    /// Grant bookkeeping to write once the operation succeeded.
+    pub grants: GrantPlan,
+    /// When this identity must converge again by itself.
+    pub next_due: Option<DateTime<Utc>>,
+    /// The account as last applied.
+    pub account: Option<AccountRow>,
+    /// The identity's userName or displayName, for reports.
+    pub display: Option<String>,
+}
+
+fn parse(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// Decides for one identity in one app.
+pub fn decide(
+    conn: &mut AnyConnection,
+    reg: &Registry,
+    policy: &AppPolicy,
+    tenant: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Decision, StoreError> {
+    let account = store::find_account(conn, &policy.name, id)?;
+    let existing = store::grants::find_grants(conn, &policy.name, id)?;
+    let Some(row) = store::find_resource_any(conn, tenant, id)? else {
+        let mut grants = grants::plan(
+            &policy.name,
+            tenant,
+            id,
+            &Wanted::Leaver("deleted"),
+            &existing,
+            now,
+        );
+        for r in &mut grants.revoked {
+            if r.1 == Revocation::RuleNoLongerMatches {
+                r.1 = Revocation::Leaver;
+            }
+        }
+        let kind = account.as_ref().map(|a| {
+            if a.resource_type == "Group" {
+                Kind::Group
+            } else {
+                Kind::User
+            }
+        });
+        return Ok(Decision {
+            kind,
+            plan: plan(policy, kind, Want::Delete, account.as_ref()),
+            reason: "identity deleted".into(),
+            grants,
+            next_due: None,
+            account,
+            display: None,
+        });
+    };
+    let display = row.display.clone();
+    let kind = if row.resource_type == "Group" {
+        Kind::Group
+    } else {
+        Kind::User
+    };
+    let rt = match kind {
+        Kind::User => &reg.user,
+        Kind::Group => &reg.group,
+    };
+    let groups = (kind == Kind::User && policy.needs_groups())
+        .then(|| store::find_groups_of(conn, std::slice::from_ref(&row.id)))
+        .transpose()?;
+    let stored = Stored {
+        row,
+        members: None,
+        groups,
+    };
+    let doc = render(rt, &stored, "");
+    if kind == Kind::Group {
+        let (want, reason) = if policy.in_scope(reg, kind, &doc) {
+            let ids: Vec<String> = store::find_members(conn, &stored.row.id)?
+                .into_iter()
+                .map(|m| m.member_id)
+                .collect();
+            let remote = store::find_remote_ids(conn, &policy.name, &ids)?
+                .into_iter()
+                .map(|(_, r)| r)
+                .collect();
+            (
+                Want::Account(policy.group_account(&doc, remote)),
+                "group in scope",
+            )
+        } else {
+            (Want::NoAccess, "group out of scope")
+        };
+        return Ok(Decision {
+            kind: Some(kind),
+            plan: plan(policy, Some(kind), want, account.as_ref()),
+            reason: reason.into(),
+            grants: GrantPlan::default(),
+            next_due: None,
+            account,
+            display,
+        });
+    }
+    let wanted = policy.wanted(reg, &doc, now);
+    let grants = grants::plan(&policy.name, tenant, id, &wanted, &existing, now);
+    let end_date = policy.end_date_of(reg, &doc).filter(|t| *t > now);
+    let (want, reason, due) = match &wanted {
+        Wanted::Leaver(why) => match (policy.delete_after, &account) {
+            (Some(grace), Some(a)) => {
+                let since = a
+                    .disabled_at
+                    .as_deref()
+                    .and_then(parse)
+                    .filter(|_| a.status == store::account_status::DISABLED)
+                    .unwrap_or(now);
+                let ends = chrono::Duration::from_std(grace)
+                    .ok()
+                    .and_then(|g| since.checked_add_signed(g));
+                if ends.is_some_and(|e| e <= now) {
+                    (Want::Delete, format!("{why}; grace period over"), None)
+                } else {
+                    (Want::Disable, why.to_string(), ends)
+                }
+            }
+            _ => (Want::Disable, why.to_string(), None),
+        },
+        Wanted::Grants(_) if grants.has_access() => {
+            let mut rules: Vec<&str> = grants.live.iter().map(|g| g.rule.as_str()).collect();
+            rules.sort();
+            rules.dedup();
+            let account =
+                policy.with_entitlements(policy.user_account(reg, &doc), &grants.entitlements());
+            (
+                Want::Account(account),
+                format!("granted by {}", rules.join(", ")),
+                end_date,
+            )
+        }
+        Wanted::Grants(w) if w.is_empty() => (
+            Want::NoAccess,
+            if policy.in_scope(reg, kind, &doc) {
+                "no rule grants access".to_string()
+            } else {
+                "out of the app's scope".to_string()
+            },
+            end_date,
+        ),
+        Wanted::Grants(_) => (Want::NoAccess, "access expired".to_string(), end_date),
+    };
+    Ok(Decision {
+        kind: Some(kind),
+        plan: plan(policy, Some(kind), want, account.as_ref()),
+        reason,
+        next_due: earliest(grants.next_expiry, due),
+        grants,
+        account,
+        display,
+    })
+}
