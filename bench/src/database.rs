@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
+use diesel::sql_types::{Nullable, Text};
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
 
 /// Tries to drop the database before giving up (2 s apart).
 const DROP_ATTEMPTS: u32 = 10;
@@ -99,6 +100,51 @@ impl Database {
                 }
             }
         }
+    }
+}
+
+/// One audit row written by the gateway's delivery engine.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct DeliveryRow {
+    /// The downstream app.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub app: Option<String>,
+    /// The identity delivered.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub resource_id: Option<String>,
+    /// `delivery.create`, `delivery.update`, …
+    #[diesel(sql_type = Text)]
+    pub action: String,
+    /// `success` or `failure: …`.
+    #[diesel(sql_type = Text)]
+    pub outcome: String,
+    /// When the outcome was recorded (RFC 3339 UTC, ms).
+    #[diesel(sql_type = Text)]
+    pub at: String,
+}
+
+const DELIVERY_ROWS: &str = "SELECT app, resource_id, action, outcome, at FROM audit_events \
+                             WHERE action LIKE 'delivery.%' ORDER BY seq";
+
+impl Database {
+    /// Every `delivery.*` audit row the gateway has written, oldest first.
+    /// Reads alongside the running gateway (SQLite in WAL mode lets it).
+    pub async fn delivery_rows(&self) -> anyhow::Result<Vec<DeliveryRow>> {
+        let url = self.url().to_string();
+        let sqlite = matches!(self, Database::Sqlite { .. });
+        tokio::task::spawn_blocking(move || {
+            if sqlite {
+                let path = url.strip_prefix("sqlite://").unwrap_or(&url);
+                let mut conn =
+                    SqliteConnection::establish(path).with_context(|| format!("opening {path}"))?;
+                conn.batch_execute("PRAGMA busy_timeout = 10000;")?;
+                Ok(diesel::sql_query(DELIVERY_ROWS).load(&mut conn)?)
+            } else {
+                let mut conn = PgConnection::establish(&url).context("connecting to PostgreSQL")?;
+                Ok(diesel::sql_query(DELIVERY_ROWS).load(&mut conn)?)
+            }
+        })
+        .await?
     }
 }
 

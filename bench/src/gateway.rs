@@ -34,6 +34,15 @@ pub struct Memory {
     pub file_kib: u64,
 }
 
+/// A random 40-character bearer token.
+pub fn random_token() -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect()
+}
+
 /// A running gateway process.
 pub struct Gateway {
     child: Child,
@@ -47,23 +56,35 @@ impl Gateway {
     /// Starts `binary serve` on `database_url`, logging to `log`, and waits
     /// until `/healthz` answers.
     pub async fn start(binary: &Path, database_url: &str, log: &Path) -> anyhow::Result<Self> {
+        Self::start_configured(binary, database_url, log, None).await
+    }
+
+    /// As [`Gateway::start`], with the configuration file `config` (passed
+    /// as `--config`) when given.
+    pub async fn start_configured(
+        binary: &Path,
+        database_url: &str,
+        log: &Path,
+        config: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?
             .port();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let token: String = rand::rng()
-            .sample_iter(Alphanumeric)
-            .take(40)
-            .map(char::from)
-            .collect();
+        let token = random_token();
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let child = command
             .args(["serve", "--listen", &addr.to_string()])
             .env("SCIM_GATEWAY_TOKEN", &token)
             .env("DATABASE_URL", database_url)
             // A configuration file or base URL from the caller's environment
-            // would make this a different gateway from the one measured.
+            // would make this a different gateway from the one measured (an
+            // explicit `--config` above is the caller's choice).
             .env_remove("SCIM_GATEWAY_CONFIG")
             .env_remove("SCIM_GATEWAY_BASE_URL")
             .stdin(Stdio::null())

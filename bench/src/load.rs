@@ -82,7 +82,7 @@ pub async fn load(
 }
 
 /// Operations per Bulk request, from `ServiceProviderConfig`.
-async fn bulk_batch_size(target: &Target) -> anyhow::Result<usize> {
+pub async fn bulk_batch_size(target: &Target) -> anyhow::Result<usize> {
     let mut conn = Conn::open(target).await?;
     let call = Call::get("/scim/v2/ServiceProviderConfig");
     let reply = call_expecting(&mut conn, &call, StatusCode::OK).await?;
@@ -102,7 +102,7 @@ async fn bulk_batch_size(target: &Target) -> anyhow::Result<usize> {
 }
 
 /// Creates loaded users `0..n` with `connections` requests in flight.
-async fn load_users(
+pub async fn load_users(
     target: &Target,
     n: usize,
     batch: usize,

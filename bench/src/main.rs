@@ -8,9 +8,13 @@
 //! fresh DB ─▶ gateway (child, 127.0.0.1:free port) ─▶ load (Bulk) ─▶ measure op 1..8 ─▶ report
 //!                                                                      └ ceiling: GET /healthz
 //! ```
+//!
+//! With `--fanout` it measures the delivery engine instead (see `fanout.rs`):
+//! the gateway pushes to 3 `scim` apps served by a second gateway.
 
 mod client;
 mod database;
+mod fanout;
 mod fixtures;
 mod gateway;
 mod load;
@@ -46,24 +50,43 @@ struct Args {
     /// The gateway binary (build it first: cargo build --release -p scim-gateway).
     #[arg(long, default_value = "target/release/scim-gateway")]
     gateway: PathBuf,
-    /// Measured seconds per operation.
+    /// Measured seconds per operation (with --fanout: seconds of sustained load).
     #[arg(long, default_value_t = 10)]
     duration: u64,
     /// Unrecorded warm-up seconds before each measurement.
     #[arg(long, default_value_t = 1)]
     warmup: u64,
-    /// Concurrent keep-alive connections while measuring.
+    /// Concurrent keep-alive connections while measuring (with --fanout: the
+    /// paced POSTs are spread over this many).
     #[arg(long, default_value_t = 32)]
     connections: usize,
     /// Members of the big group (at most --users).
     #[arg(long, default_value_t = 100_000)]
     group_members: usize,
-    /// Bulk requests in flight while loading.
+    /// Bulk requests in flight while loading (with --fanout: in phase 2).
     #[arg(long, default_value_t = 4)]
     load_connections: usize,
     /// Threads of the load generator (it shares the machine with the gateway).
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
+    /// Measure delivery instead: 3 `scim` apps pointing at a second gateway;
+    /// latency from the IdP's 2xx to the change applied downstream at
+    /// --rate for --duration s, then converged operations per second from a
+    /// paused backlog of --drain-changes users.
+    #[arg(long)]
+    fanout: bool,
+    /// With --fanout: IdP creates per second (open loop).
+    #[arg(long, default_value_t = 500, requires = "fanout")]
+    rate: u32,
+    /// With --fanout: users created while the apps are paused.
+    #[arg(long, default_value_t = 5000, requires = "fanout")]
+    drain_changes: usize,
+    /// With --fanout: each app's delivery `concurrency` (default: the gateway's).
+    #[arg(long, requires = "fanout")]
+    app_concurrency: Option<usize>,
+    /// With --fanout: longest wait, in seconds, for the delivery queues to empty.
+    #[arg(long, default_value_t = 300, requires = "fanout")]
+    drain_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -117,6 +140,20 @@ async fn run(args: Args) -> anyhow::Result<String> {
 
 /// Starts the gateway, measures, and stops it (also on error).
 async fn bench(args: &Args, db: &Database, dir: &Path) -> anyhow::Result<String> {
+    if args.fanout {
+        let settings = fanout::Settings {
+            binary: args.gateway.clone(),
+            rate: args.rate,
+            duration: Duration::from_secs(args.duration),
+            drain_changes: args.drain_changes,
+            connections: args.connections,
+            load_connections: args.load_connections,
+            app_concurrency: args.app_concurrency,
+            drain_timeout: Duration::from_secs(args.drain_timeout),
+            client_threads: args.client_threads,
+        };
+        return fanout::bench(&settings, db, dir).await;
+    }
     eprintln!("starting {} on {}", args.gateway.display(), db.backend());
     let mut gw = Gateway::start(&args.gateway, db.url(), &dir.join("gateway.log")).await?;
     let result = measure_all(args, db, &mut gw).await;
