@@ -3,8 +3,12 @@
 //! ([`ErrorKind`]); the engine decides what to retry. Adding an adapter never
 //! touches the engine.
 
+pub mod file;
 pub mod http;
+pub mod ldap;
+pub mod paths;
 pub mod scim;
+pub mod sql;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -94,6 +98,18 @@ pub struct Applied {
     pub status: Option<u16>,
 }
 
+/// One account as the app has it, from a listing (for reconciliation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteAccount {
+    /// The app's id for the account; listings are ordered by it.
+    pub remote_id: String,
+    /// The correlation key (the gateway id / `externalId`, or what the
+    /// app's key column or attribute holds), when the account has one.
+    pub key: Option<String>,
+    /// The account's attributes, in the mapping's (account) names.
+    pub attributes: Value,
+}
+
 /// One downstream app's protocol.
 #[async_trait::async_trait]
 pub trait Adapter: Send + Sync {
@@ -117,6 +133,26 @@ pub trait Adapter: Send + Sync {
         remote_id: &str,
         last: &Value,
     ) -> Result<Applied, AdapterError>;
+
+    /// Whether [`Adapter::list`] is supported.
+    fn can_list(&self) -> bool {
+        false
+    }
+
+    /// One page of the app's accounts of `kind`, in ascending remote-id
+    /// order, starting after the remote id `after` (from the start when
+    /// `None`); at most `limit`. A page shorter than `limit` is the last.
+    async fn list(
+        &self,
+        kind: Kind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RemoteAccount>, AdapterError> {
+        let _ = (kind, after, limit);
+        Err(AdapterError::rejected(
+            "listing accounts is not supported by this adapter",
+        ))
+    }
 }
 
 /// Builds the adapter an app is configured with; `None` for pull-only apps.
@@ -129,5 +165,13 @@ pub fn build(
         AdapterSettings::None => None,
         AdapterSettings::Scim(s) => Some(Arc::new(scim::ScimAdapter::new(s, timeout)?)),
         AdapterSettings::Webhook(w) => Some(Arc::new(webhook::WebhookAdapter::new(w, timeout)?)),
+        AdapterSettings::Sql(s) => Some(Arc::new(sql::SqlAdapter::new(
+            app,
+            s,
+            timeout,
+            app.concurrency.unwrap_or(defaults.concurrency),
+        )?)),
+        AdapterSettings::File(f) => Some(Arc::new(file::FileAdapter::new(app, f)?)),
+        AdapterSettings::Ldap(l) => Some(Arc::new(ldap::LdapAdapter::new(app, l, timeout)?)),
     })
 }
