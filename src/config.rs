@@ -40,6 +40,17 @@ pub struct Settings {
     pub rules: Vec<RuleSettings>,
     /// Identity-wide lifecycle settings.
     pub lifecycle: LifecycleSettings,
+    /// Audit trail retention.
+    pub audit: AuditSettings,
+}
+
+/// Audit trail retention (see `scim-gateway audit prune`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Rows older than this many days may be pruned once exported; unset
+    /// keeps everything (and `audit prune` then needs `--before`).
+    pub retention_days: Option<u32>,
 }
 
 /// Admin API access.
@@ -137,6 +148,11 @@ pub struct AppSettings {
     /// Safety net against mass deprovisioning.
     #[serde(default)]
     pub safety: SafetySettings,
+    /// Reconcile the app on this schedule (e.g. `24h`); never when unset.
+    pub reconcile_every: Option<String>,
+    /// Whether scheduled reconciliations remediate (default: report only).
+    #[serde(default)]
+    pub reconcile_remediate: bool,
 }
 
 /// When an app is quarantined instead of losing many accounts at once.

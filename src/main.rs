@@ -1,13 +1,14 @@
-//! The `scim-gateway` binary: `serve`, `migrate`.
+//! The `scim-gateway` binary: `serve`, `migrate`, `audit verify|export|prune`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use scim_gateway::audit;
 use scim_gateway::config::{DEFAULT_TENANT, Settings, TokenHash, hash_token};
 use scim_gateway::startup::Application;
-use scim_gateway::store::{Db, Target};
+use scim_gateway::store::{AnyConnection, AuditFilter, Db, Target, run_migrations};
 use scim_gateway::telemetry;
 
 #[derive(Parser)]
@@ -34,6 +35,80 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Verify, export or prune the tamper-evident audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: Box<AuditCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain in the database (or an NDJSON export file) and
+    /// report the first row where it breaks; exit code 1 when it does.
+    Verify {
+        /// First chain position to check (default: the first not pruned).
+        #[arg(long, conflicts_with = "file")]
+        from: Option<i64>,
+        /// Last chain position to check (default: the head).
+        #[arg(long, conflicts_with = "file")]
+        to: Option<i64>,
+        /// Verify this NDJSON export instead of the database (offline).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The file is a filtered export: allow gaps, check links where the
+        /// predecessor is present.
+        #[arg(long, requires = "file")]
+        partial: bool,
+    },
+    /// Write the audit trail (or the rows matching the filters) in chain order.
+    Export {
+        /// `ndjson` (verifiable) or `csv`.
+        #[arg(long, default_value = "ndjson")]
+        format: String,
+        /// Rows at or after this time (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// Rows before this time (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this identity (resource id).
+        #[arg(long)]
+        identity: Option<String>,
+        /// Only this downstream app.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only this action (e.g. `scim.create`).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this outcome (e.g. `success`).
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Delete exported rows older than a cut-off, keeping a checkpoint so the
+    /// rest of the chain still verifies.
+    Prune {
+        /// Cut-off time (RFC 3339 or YYYY-MM-DD); default: now minus
+        /// `audit.retention_days`.
+        #[arg(long)]
+        before: Option<String>,
+        /// The last chain position you exported and keep (the `chain_pos` of
+        /// the export's last line); nothing after it is deleted.
+        #[arg(long)]
+        exported_through: i64,
+        /// The `hash` of that last line: refuse unless the database agrees.
+        #[arg(long)]
+        exported_hash: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +121,7 @@ fn main() -> anyhow::Result<()> {
             println!("migrations are up to date");
             Ok(())
         }
+        Command::Audit { command } => audit_command(&settings, *command),
         Command::Serve { listen } => {
             if let Some(l) = listen {
                 settings.server.listen = l;
@@ -71,6 +147,140 @@ async fn serve(settings: Settings, tokens: Vec<TokenHash>) -> anyhow::Result<()>
     );
     app.run_until_stopped().await?;
     Ok(())
+}
+
+/// Runs a one-shot command on one database connection (migrations applied).
+/// A plain connection, not a pool: a pool's background threads could still
+/// be opening connections when the process exits.
+fn with_conn<T>(
+    settings: &Settings,
+    f: impl FnOnce(&mut AnyConnection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let mut conn = match Target::parse(&settings.database.url) {
+        Target::Sqlite(path) => {
+            let mut c = diesel::SqliteConnection::establish(&path)
+                .with_context(|| format!("opening {path}"))?;
+            c.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")?;
+            AnyConnection::Sqlite(c)
+        }
+        Target::Postgres(url) => AnyConnection::Postgresql(
+            diesel::PgConnection::establish(&url).context("connecting to PostgreSQL")?,
+        ),
+    };
+    run_migrations(&mut conn).context("migrating the database")?;
+    f(&mut conn)
+}
+
+fn audit_command(settings: &Settings, command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify {
+            from,
+            to,
+            file,
+            partial,
+        } => {
+            let (ok, text) = match file {
+                Some(path) => {
+                    let f = std::fs::File::open(&path)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    let report = audit::verify_file(std::io::BufReader::new(f), partial)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    (report.broken.is_none(), report.describe())
+                }
+                None => {
+                    let report = with_conn(settings, |c| Ok(audit::verify_db(c, from, to)?))?;
+                    (report.broken.is_none(), report.describe())
+                }
+            };
+            println!("{text}");
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        AuditCommand::Export {
+            format,
+            from,
+            to,
+            tenant,
+            actor,
+            identity,
+            app,
+            action,
+            outcome,
+            out,
+        } => {
+            let format: audit::Format = format.parse().map_err(anyhow::Error::msg)?;
+            let time = |t: Option<String>| {
+                t.map(|t| audit::parse_time(&t))
+                    .transpose()
+                    .map_err(anyhow::Error::msg)
+            };
+            let filter = AuditFilter {
+                from: time(from)?,
+                to: time(to)?,
+                tenant,
+                actor,
+                resource_id: identity,
+                app,
+                action,
+                outcome,
+            };
+            let n = with_conn(settings, |c| {
+                Ok(match &out {
+                    Some(path) => {
+                        let f = std::fs::File::create(path)
+                            .with_context(|| format!("creating {}", path.display()))?;
+                        let mut w = std::io::BufWriter::new(f);
+                        audit::export_db(c, &filter, format, &mut w)?
+                    }
+                    None => {
+                        let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                        audit::export_db(c, &filter, format, &mut w)?
+                    }
+                })
+            })?;
+            let scope = if filter.is_empty() {
+                "the whole chain"
+            } else {
+                "filtered rows: verify with --partial"
+            };
+            eprintln!("exported {n} audit rows ({scope})");
+            Ok(())
+        }
+        AuditCommand::Prune {
+            before,
+            exported_through,
+            exported_hash,
+        } => {
+            let before = match (before, settings.audit.retention_days) {
+                (Some(b), _) => audit::parse_time(&b).map_err(anyhow::Error::msg)?,
+                (None, Some(days)) => (chrono::Utc::now()
+                    - chrono::Duration::days(i64::from(days)))
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string(),
+                (None, None) => {
+                    anyhow::bail!("give --before, or set audit.retention_days in the configuration")
+                }
+            };
+            let r = with_conn(settings, |c| {
+                Ok(audit::prune(
+                    c,
+                    &before,
+                    exported_through,
+                    exported_hash.as_deref(),
+                )?)
+            })?;
+            println!(
+                "pruned {} audit rows older than {before}; checkpoint now at chain position {} \
+                 (hash {})",
+                r.pruned, r.checkpoint_pos, r.checkpoint_hash
+            );
+            Ok(())
+        }
+    }
 }
 
 fn describe(url: &str) -> String {

@@ -10,7 +10,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
 use crate::config::{AppSettings, DeliverySettings, Settings, TokenHash};
-use crate::delivery::{Engine, Fanout};
+use crate::delivery::{AppAdapters, Engine, Fanout};
 use crate::http::admin::AdminTokens;
 use crate::http::auth::TokenStore;
 use crate::http::body::BodyLimits;
@@ -50,11 +50,17 @@ impl Application {
             settings: Arc::new(settings.scim.clone()),
             fanout,
         };
-        // Adapters are built (secrets read, URLs checked) before anything starts.
+        // Adapters are built (secrets read, URLs checked) before anything
+        // starts; the admin API keeps them for reconciliations.
+        let mut adapters = std::collections::HashMap::new();
         for app in &settings.apps {
-            crate::adapters::build(app, &settings.delivery)
-                .with_context(|| format!("app {}", app.name))?;
+            if let Some(a) = crate::adapters::build(app, &settings.delivery)
+                .with_context(|| format!("app {}", app.name))?
+            {
+                adapters.insert(app.name.clone(), a);
+            }
         }
+        let adapters = web::Data::new(AppAdapters::new(adapters));
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let port = listener.local_addr()?.port();
@@ -81,6 +87,7 @@ impl Application {
                 .wrap(from_fn(middleware::observe))
                 .app_data(tokens.clone())
                 .app_data(admin.clone())
+                .app_data(adapters.clone())
                 .app_data(svc.clone())
                 .app_data(reg.clone())
                 .app_data(http.clone())

@@ -683,6 +683,15 @@ impl Adapter for LdapAdapter {
             .await
             .map_err(|_| AdapterError::transient("ldap: listing timed out"))?
     }
+
+    fn listed_paths(&self) -> Option<Vec<String>> {
+        // `active` is always reported: mapped, or read from the disable action.
+        let mut paths: Vec<String> = self.attributes.iter().map(|(_, p)| p.clone()).collect();
+        paths.push("active".into());
+        paths.sort();
+        paths.dedup();
+        Some(paths)
+    }
 }
 
 #[cfg(test)]

@@ -153,6 +153,22 @@ pub trait Adapter: Send + Sync {
             "listing accounts is not supported by this adapter",
         ))
     }
+
+    /// The `after` that continues a listing past `page` (which was listed
+    /// with `after`): by default the page's last remote id. Adapters whose
+    /// app pages by position instead (SCIM `startIndex`) use an opaque cursor.
+    fn next_cursor(&self, after: Option<&str>, page: &[RemoteAccount]) -> Option<String> {
+        let _ = after;
+        page.last().map(|a| a.remote_id.clone())
+    }
+
+    /// The account attribute paths a listing reports, when the app keeps
+    /// only some of an account (columns, directory attributes): drift is
+    /// looked for in those alone. `None` when the listing carries whole
+    /// accounts (an attribute the app does not return is then absent there).
+    fn listed_paths(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// Builds the adapter an app is configured with; `None` for pull-only apps.

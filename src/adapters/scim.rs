@@ -7,6 +7,11 @@
 //! account. Updates are PATCH operations for exactly the attributes that
 //! changed (member additions and removals for groups), or a PUT where the
 //! app is configured for it. Disable is an update of `active`.
+//!
+//! Listing (for reconciliation) pages with `startIndex`/`count`; its cursor
+//! is the next `startIndex`, as a string. A server that answers with fewer
+//! resources than asked for (its own page cap) is asked again until the
+//! page is full or the list ends, so a short page always means the end.
 
 use std::time::Duration;
 
@@ -14,7 +19,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::http::{client, read_secret, status_error, transport_error};
-use super::{Adapter, AdapterError, Applied, ErrorKind, OpContext};
+use super::{Adapter, AdapterError, Applied, ErrorKind, OpContext, RemoteAccount};
 use crate::config::{ScimAdapterSettings, UpdateMethod};
 use crate::scim::service::Kind;
 
@@ -151,6 +156,66 @@ impl ScimAdapter {
             status: Some(status.as_u16()),
         })
     }
+
+    /// One `GET /Users` (or `/Groups`) page: the accounts and `totalResults`.
+    async fn list_page(
+        &self,
+        kind: Kind,
+        start: usize,
+        count: usize,
+    ) -> Result<(Vec<RemoteAccount>, Option<usize>), AdapterError> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/{}", self.base, Self::endpoint(kind)),
+            &[
+                ("startIndex", start.to_string()),
+                ("count", count.to_string()),
+            ],
+        )
+        .map_err(|e| AdapterError::rejected(format!("bad listing URL: {e}")))?;
+        let (_, body) = self.call(Method::GET, url.to_string(), None).await?;
+        let list: Value = serde_json::from_str(&body).map_err(|_| {
+            AdapterError::transient("listing answered with a body that is not JSON")
+        })?;
+        let total = list
+            .get("totalResults")
+            .and_then(Value::as_u64)
+            .map(|t| t as usize);
+        let resources = match list.get("Resources") {
+            Some(Value::Array(r)) => r.clone(),
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => {
+                return Err(AdapterError::transient(
+                    "listing answered with Resources that is not a list",
+                ));
+            }
+        };
+        let accounts = resources.into_iter().filter_map(remote_account).collect();
+        Ok((accounts, total))
+    }
+}
+
+/// A listed resource as an account: the server's `id` is the remote id,
+/// `externalId` the key, and the attributes are the rest minus `id`,
+/// `meta` and `schemas`.
+fn remote_account(resource: Value) -> Option<RemoteAccount> {
+    let Value::Object(mut attrs) = resource else {
+        return None;
+    };
+    let remote_id = match attrs.remove("id")? {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    attrs.remove("meta");
+    attrs.remove("schemas");
+    let key = attrs
+        .get("externalId")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Some(RemoteAccount {
+        remote_id,
+        key,
+        attributes: Value::Object(attrs),
+    })
 }
 
 fn member_values(v: Option<&Value>) -> Vec<String> {
@@ -314,6 +379,49 @@ impl Adapter for ScimAdapter {
             Err(e) => Err(e),
         }
     }
+
+    fn can_list(&self) -> bool {
+        true
+    }
+
+    async fn list(
+        &self,
+        kind: Kind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RemoteAccount>, AdapterError> {
+        let limit = limit.max(1);
+        let mut start = start_index(after)?;
+        let mut out: Vec<RemoteAccount> = Vec::new();
+        while out.len() < limit {
+            let (page, total) = self.list_page(kind, start, limit - out.len()).await?;
+            let n = page.len();
+            out.extend(page);
+            start += n;
+            if n == 0 || total.is_some_and(|t| start > t) {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn next_cursor(&self, after: Option<&str>, page: &[RemoteAccount]) -> Option<String> {
+        let start = start_index(after).ok()?;
+        Some((start + page.len()).to_string())
+    }
+}
+
+/// The `startIndex` a listing cursor stands for (1 at the start).
+fn start_index(after: Option<&str>) -> Result<usize, AdapterError> {
+    match after {
+        None => Ok(1),
+        Some(a) => a
+            .parse::<usize>()
+            .ok()
+            .filter(|s| *s >= 1)
+            .ok_or_else(|| AdapterError::rejected(format!("bad listing cursor {a:?}"))),
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +453,25 @@ mod tests {
             ]
         );
         assert!(diff_ops(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn listed_resources_become_accounts_keyed_by_external_id() {
+        let a = remote_account(json!({
+            "schemas": ["x"], "id": "r1", "externalId": "gw-1", "userName": "ada",
+            "meta": {"resourceType": "User"}
+        }))
+        .unwrap();
+        assert_eq!(a.remote_id, "r1");
+        assert_eq!(a.key.as_deref(), Some("gw-1"));
+        assert_eq!(
+            a.attributes,
+            json!({"externalId": "gw-1", "userName": "ada"})
+        );
+        assert!(remote_account(json!({"userName": "no id"})).is_none());
+        assert_eq!(start_index(None).unwrap(), 1);
+        assert_eq!(start_index(Some("51")).unwrap(), 51);
+        assert!(start_index(Some("0")).is_err());
     }
 
     #[test]

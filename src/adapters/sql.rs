@@ -902,6 +902,16 @@ impl Adapter for SqlAdapter {
         })
         .await
     }
+
+    fn listed_paths(&self) -> Option<Vec<String>> {
+        let mut paths: Vec<String> = self.inner.columns.iter().map(|(p, _)| p.clone()).collect();
+        if matches!(self.inner.disable, Some(SqlDisable::Update { .. })) {
+            paths.push("active".into());
+        }
+        paths.sort();
+        paths.dedup();
+        Some(paths)
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 mod converge;
 mod decide;
 pub mod preview;
+pub mod reconcile;
 mod worker;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use crate::lifecycle::Apps;
 
 pub use converge::{Plan, Want, plan};
 pub use decide::{Decision, decide};
+pub use reconcile::{AppAdapters, ReconcileError, Report, reconcile};
 pub use worker::{Engine, EngineSettings};
 
 /// What the write path needs from delivery: which apps a tenant's changes

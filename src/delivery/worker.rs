@@ -19,7 +19,9 @@ use crate::scim::schema::Registry;
 use crate::scim::service::Kind;
 use crate::store::grants::GrantRow;
 use crate::store::jobs::{self, JobRow, Retry};
-use crate::store::{self, AccountRow, AnyConnection, AuditEvent, Db, StoreError, account_status};
+use crate::store::{
+    self, AccountRow, AnyConnection, AuditEvent, Db, StoreError, Target, account_status,
+};
 
 /// Per-app delivery settings after defaults are applied.
 #[derive(Debug, Clone)]
@@ -99,6 +101,8 @@ struct AppRuntime {
     adapter: Arc<dyn Adapter>,
     settings: EngineSettings,
     limiter: Option<RateLimiter>,
+    /// Scheduled reconciliation: how often, and whether it remediates.
+    reconcile: Option<(Duration, bool)>,
 }
 
 struct Shared {
@@ -150,6 +154,15 @@ impl Engine {
                 continue;
             };
             let settings = EngineSettings::for_app(app, defaults);
+            let reconcile = match &app.reconcile_every {
+                Some(every) => Some((
+                    crate::config::parse_duration(every)
+                        .map_err(|e| anyhow::anyhow!("app {}: reconcile_every: {e}", app.name))?
+                        .max(Duration::from_secs(1)),
+                    app.reconcile_remediate,
+                )),
+                None => None,
+            };
             let limiter = settings.rate_limit.map(|r| RateLimiter {
                 interval: Duration::from_secs_f64(1.0 / r),
                 next: Mutex::new(Instant::now()),
@@ -159,6 +172,7 @@ impl Engine {
                 adapter,
                 settings,
                 limiter,
+                reconcile,
             });
         }
         if !db.target().is_postgres() {
@@ -179,13 +193,21 @@ impl Engine {
             ),
         });
         let poll = Duration::from_millis(defaults.poll_ms.max(10));
-        let mut tasks: Vec<_> = runtimes
-            .into_iter()
-            .map(|rt| {
-                let wake = fanout.waker(&rt.policy.name);
-                tokio::spawn(app_loop(Arc::new(rt), shared.clone(), wake))
-            })
-            .collect();
+        let mut tasks = Vec::new();
+        for rt in runtimes {
+            let wake = fanout.waker(&rt.policy.name);
+            let rt = Arc::new(rt);
+            if let Some((every, remediate)) = rt.reconcile {
+                tasks.push(tokio::spawn(reconcile_loop(
+                    rt.clone(),
+                    shared.clone(),
+                    wake.clone(),
+                    every,
+                    remediate,
+                )));
+            }
+            tasks.push(tokio::spawn(app_loop(rt, shared.clone(), wake)));
+        }
         tasks.push(tokio::spawn(timer_loop(shared, fanout, poll)));
         Ok(Self { tasks })
     }
@@ -249,6 +271,106 @@ async fn timer_loop(shared: Arc<Shared>, fanout: Fanout, poll: Duration) {
             .min(poll);
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Scheduled reconciliation of one app. A run is due `every` after the
+/// last one (any process's: the newest `reconcile.run` audit row), at once
+/// when there was none, so restarts neither skip nor repeat it. On
+/// PostgreSQL the run holds an advisory lock on the app's name and checks
+/// again under it, so one process runs it and the others find it done.
+async fn reconcile_loop(
+    rt: Arc<AppRuntime>,
+    shared: Arc<Shared>,
+    wake: Arc<tokio::sync::Notify>,
+    every: Duration,
+    remediate: bool,
+) {
+    let name = rt.policy.name.clone();
+    let retry = every.min(Duration::from_secs(60));
+    loop {
+        let wait = match reconcile_due_in(&shared, &name, every).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(app = %name, error = %e, "reading the last reconciliation failed");
+                retry
+            }
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let lock = match shared.db.target() {
+            Target::Postgres(url) => {
+                let (url, key) = (url.clone(), format!("reconcile:{name}"));
+                match tokio::task::spawn_blocking(move || jobs::try_app_lock(&url, &key)).await {
+                    Ok(Ok(Some(lock))) => Some(lock),
+                    Ok(Ok(None)) => {
+                        // Another process is reconciling the app right now.
+                        tokio::time::sleep(retry).await;
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(app = %name, error = %e, "taking the reconciliation lock failed");
+                        tokio::time::sleep(retry).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(app = %name, error = %e, "reconciliation lock task failed");
+                        tokio::time::sleep(retry).await;
+                        continue;
+                    }
+                }
+            }
+            Target::Sqlite(_) => None,
+        };
+        if matches!(reconcile_due_in(&shared, &name, every).await, Ok(w) if w.is_zero()) {
+            let run = super::reconcile::reconcile(
+                &shared.db,
+                &shared.registry,
+                &rt.policy,
+                rt.adapter.as_ref(),
+                remediate,
+                "system/reconcile",
+            )
+            .await;
+            match run {
+                Ok(r) => {
+                    tracing::info!(app = %name, orphans = r.counts.orphans, missing = r.counts.missing,
+                        drifted = r.counts.drifted, remediated = r.counts.remediated, "reconciled");
+                    if remediate {
+                        wake.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(app = %name, error = %e, "scheduled reconciliation failed")
+                }
+            }
+        }
+        if let Some(lock) = lock {
+            // Closing its session frees the lock; closing may block briefly.
+            let _ = tokio::task::spawn_blocking(move || drop(lock)).await;
+        }
+    }
+}
+
+/// How long until the app's next reconciliation is due (zero: now).
+async fn reconcile_due_in(
+    shared: &Shared,
+    app: &str,
+    every: Duration,
+) -> Result<Duration, StoreError> {
+    let a = app.to_string();
+    let last = shared
+        .db
+        .run(move |c| store::find_last_reconcile(c, &a))
+        .await?;
+    let Some(at) = last.and_then(|l| chrono::DateTime::parse_from_rfc3339(&l).ok()) else {
+        return Ok(Duration::ZERO);
+    };
+    let since = (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    Ok(every.saturating_sub(since))
 }
 
 /// How a job ended, for the app's circuit breaker.

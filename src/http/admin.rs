@@ -15,6 +15,7 @@
 //! | GET  | `/admin/apps/{app}/accounts/{id}` | the account as last applied |
 //! | POST | `/admin/apps/{app}/quarantine/release` | resume a quarantined app, deprovisions included |
 //! | POST | `/admin/apps/{app}/quarantine/discard` | drop its held deprovisions, then resume |
+//! | POST | `/admin/apps/{app}/reconcile?remediate=&format=json\|csv` | orphans, missing and drifted accounts; repair with `remediate=true` |
 //! | GET  | `/admin/reports/access?format=csv\|ndjson&tenant=` | who holds what, why and since when |
 //! | POST | `/admin/plan` (body: candidate TOML configuration) | what it would change, per app |
 
@@ -28,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use super::auth::bearer;
 use crate::config::hash_token;
-use crate::delivery::{Plan, decide};
+use crate::delivery::{AppAdapters, Plan, ReconcileError, decide, reconcile};
 use crate::error::ScimError;
 use crate::scim::service::Service;
 use crate::store::jobs::{self, state};
@@ -430,6 +431,72 @@ fn deprovisions(plan: &Plan) -> bool {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ReconcileQuery {
+    remediate: Option<bool>,
+    format: Option<String>,
+}
+
+/// `POST /admin/apps/{app}/reconcile`: lists the app's accounts and reports
+/// orphans, missing and drifted accounts (JSON, or CSV with one line per
+/// finding); with `remediate=true` also repairs them.
+pub async fn reconcile_app(
+    admin: Admin,
+    app: web::Path<String>,
+    query: web::Query<ReconcileQuery>,
+    svc: web::Data<Service>,
+    adapters: web::Data<AppAdapters>,
+) -> Result<HttpResponse, ScimError> {
+    let app = app.into_inner();
+    let q = query.into_inner();
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ScimError::invalid_value("format must be json or csv.")),
+    };
+    let policy = svc
+        .fanout
+        .apps()
+        .get(&app)
+        .cloned()
+        .ok_or_else(|| ScimError::not_found(format!("No app is named '{app}'.")))?;
+    let adapter = adapters.get(&app).ok_or_else(|| {
+        ScimError::invalid_value(format!(
+            "App '{app}' has no adapter: there is nothing to list."
+        ))
+    })?;
+    let actor = format!("admin/{}", admin.0);
+    let remediate = q.remediate.unwrap_or(false);
+    let report = reconcile(
+        &svc.db,
+        &svc.registry,
+        &policy,
+        adapter.as_ref(),
+        remediate,
+        &actor,
+    )
+    .await
+    .map_err(|e| match e {
+        ReconcileError::Unsupported(_) => ScimError::invalid_value(e.to_string()),
+        ReconcileError::Adapter(a) => ScimError::new(
+            actix_web::http::StatusCode::BAD_GATEWAY,
+            format!("Listing the app's accounts failed: {a}"),
+        ),
+        ReconcileError::Store(s) => s.into(),
+    })?;
+    if remediate {
+        svc.fanout.wake(&app);
+    }
+    Ok(if csv {
+        HttpResponse::Ok()
+            .content_type("text/csv")
+            .body(report.to_csv())
+    } else {
+        json_ok(json!(report))
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReportQuery {
     format: Option<String>,
     tenant: Option<String>,
@@ -606,6 +673,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/apps/{app}/quarantine/discard",
                 web::post().to(discard_quarantine),
             )
+            .route("/apps/{app}/reconcile", web::post().to(reconcile_app))
             .route("/reports/access", web::get().to(access_report))
             .route("/plan", web::post().to(plan_preview))
             .default_service(web::to(|| async {

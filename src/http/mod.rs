@@ -2,6 +2,7 @@
 //! thin: extract, call one service function, map the result.
 
 pub mod admin;
+pub mod audit_export;
 pub mod auth;
 pub mod body;
 pub mod bulk;
@@ -135,6 +136,7 @@ fn resource_routes(cfg: &mut web::ServiceConfig, kind: Kind, endpoint: &str) {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .configure(audit_export::configure)
         .configure(admin::configure)
         .service(
             web::scope("/scim/v2")

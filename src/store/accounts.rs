@@ -76,6 +76,26 @@ pub fn find_remote_ids(
     Ok(out)
 }
 
+/// The applied accounts of an app that have one of these remote ids
+/// (reconciliation matches a listing page to identities with it).
+pub fn find_accounts_by_remote_ids(
+    conn: &mut AnyConnection,
+    app: &str,
+    remote_ids: &[String],
+) -> Result<Vec<AccountRow>, StoreError> {
+    let mut out = Vec::with_capacity(remote_ids.len());
+    for chunk in remote_ids.chunks(500) {
+        out.extend(
+            app_accounts::table
+                .filter(app_accounts::app.eq(app))
+                .filter(app_accounts::remote_id.eq_any(chunk))
+                .select(AccountRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
 /// Writes an account (insert or replace).
 pub fn save_account(conn: &mut AnyConnection, row: &AccountRow) -> Result<(), StoreError> {
     let updated = diesel::update(
@@ -149,4 +169,20 @@ pub fn count_deprovisions(
         .filter(audit_events::at.ge(since))
         .count()
         .get_result(conn)?)
+}
+
+/// When the app was last reconciled (the newest `reconcile.run` audit row,
+/// whatever its outcome), so a schedule survives restarts and is shared by
+/// every gateway process.
+pub fn find_last_reconcile(
+    conn: &mut AnyConnection,
+    app: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(audit_events::table
+        .filter(audit_events::app.eq(app))
+        .filter(audit_events::action.eq("reconcile.run"))
+        .select(audit_events::at)
+        .order(audit_events::seq.desc())
+        .first(conn)
+        .optional()?)
 }

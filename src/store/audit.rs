@@ -1,11 +1,36 @@
-//! The `audit_events` table: append-only, one row per operation, written in
-//! the same transaction as the change it records.
+//! The `audit_events` table and its one-row chain head `audit_chain`:
+//! append-only, one row per operation, written in the same transaction as
+//! the change it records and hash-chained to the row before it. Why the
+//! chain takes a lock, where, and what that costs, is in [`crate::audit`].
+//!
+//! ```text
+//! PostgreSQL: INSERT audit_events (chain_pos NULL)      … rest of the transaction …
+//!             COMMIT ─▶ deferred trigger audit_chain_seal(seq):
+//!                         UPDATE audit_chain (row lock) → position, prev hash
+//!                         UPDATE audit_events SET chain_pos, prev_hash, hash
+//! SQLite:     UPDATE audit_chain SET head_pos = head_pos + 1 RETURNING …
+//!             INSERT audit_events (chain_pos, prev_hash) RETURNING seq
+//!             UPDATE audit_events SET hash; UPDATE audit_chain SET head_hash
+//!             (the write transaction is BEGIN IMMEDIATE: already serial)
+//! ```
 
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
 
 use super::StoreError;
-use super::connection::AnyConnection;
+use super::connection::{AnyConnection, write_tx};
 use super::schema::audit_events;
+use crate::audit::hash::{ChainFields, GENESIS, chain_hash};
+
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            AnyConnection::Sqlite($c) => $body,
+            AnyConnection::Postgresql($c) => $body,
+        }
+    };
+}
 
 /// One audit event. Never carries a secret: callers pass ids and outcomes only.
 #[derive(Debug, Clone, Insertable)]
@@ -31,12 +56,440 @@ pub struct AuditEvent {
     pub app: Option<String>,
 }
 
-/// Appends an audit event.
+/// One chained audit row as stored (and as exported, one NDJSON line each).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, serde::Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    /// Place in the chain: commit order, 1 for the first row ever.
+    pub chain_pos: i64,
+    /// Primary key (allocation order, not commit order).
+    pub seq: i64,
+    /// RFC 3339 UTC time.
+    pub at: String,
+    /// Tenant acted on.
+    pub tenant: Option<String>,
+    /// Who acted.
+    pub actor: String,
+    /// What was done.
+    pub action: String,
+    /// `User` or `Group`.
+    pub resource_type: Option<String>,
+    /// The resource's id.
+    pub resource_id: Option<String>,
+    /// `success` or a failure description.
+    pub outcome: String,
+    /// Extra JSON detail, exactly as stored (it is hashed as text).
+    pub detail: Option<String>,
+    /// The downstream app concerned.
+    pub app: Option<String>,
+    /// Hash of the row at `chain_pos - 1` (genesis: 64 zeros).
+    pub prev_hash: Option<String>,
+    /// This row's hash.
+    pub hash: Option<String>,
+}
+
+impl AuditRecord {
+    /// The hashed fields (an absent `prev_hash` hashes as empty and fails).
+    pub fn fields(&self) -> ChainFields<'_> {
+        ChainFields {
+            chain_pos: self.chain_pos,
+            seq: self.seq,
+            at: &self.at,
+            tenant: self.tenant.as_deref(),
+            actor: &self.actor,
+            action: &self.action,
+            resource_type: self.resource_type.as_deref(),
+            resource_id: self.resource_id.as_deref(),
+            outcome: &self.outcome,
+            detail: self.detail.as_deref(),
+            app: self.app.as_deref(),
+            prev_hash: self.prev_hash.as_deref().unwrap_or(""),
+        }
+    }
+}
+
+/// Which rows an export wants; `None` matches everything. Times are
+/// compared as stored text, so pass them normalised (see `audit::export`).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// `at >= from`.
+    pub from: Option<String>,
+    /// `at < to`.
+    pub to: Option<String>,
+    /// Tenant.
+    pub tenant: Option<String>,
+    /// Actor.
+    pub actor: Option<String>,
+    /// Resource (identity) id.
+    pub resource_id: Option<String>,
+    /// Downstream app.
+    pub app: Option<String>,
+    /// Action, e.g. `scim.create`.
+    pub action: Option<String>,
+    /// Outcome, e.g. `success`.
+    pub outcome: Option<String>,
+}
+
+impl AuditFilter {
+    /// Whether no filter is set (an export of it is a contiguous chain).
+    pub fn is_empty(&self) -> bool {
+        [
+            &self.from,
+            &self.to,
+            &self.tenant,
+            &self.actor,
+            &self.resource_id,
+            &self.app,
+            &self.action,
+            &self.outcome,
+        ]
+        .iter()
+        .all(|f| f.is_none())
+    }
+}
+
+/// The chain head: last position and hash, and the pruning checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct ChainHead {
+    /// Position of the last chained row (0 when none was ever written).
+    #[diesel(sql_type = BigInt)]
+    pub head_pos: i64,
+    /// Its hash ([`GENESIS`] when none).
+    #[diesel(sql_type = Text)]
+    pub head_hash: String,
+    /// Position of the last pruned row (0 when nothing was pruned).
+    #[diesel(sql_type = BigInt)]
+    pub checkpoint_pos: i64,
+    /// Its hash: the `prev_hash` the first remaining row must carry.
+    #[diesel(sql_type = Text)]
+    pub checkpoint_hash: String,
+    /// When the last prune ran.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub checkpoint_at: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct Advanced {
+    #[diesel(sql_type = BigInt)]
+    head_pos: i64,
+    #[diesel(sql_type = Text)]
+    head_hash: String,
+}
+
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+}
+
+const HEAD_COLUMNS: &str = "head_pos, head_hash, checkpoint_pos, checkpoint_hash, checkpoint_at";
+
+const INSERT: &str = "INSERT INTO audit_events \
+    (at, tenant, actor, action, resource_type, resource_id, outcome, detail, app, chain_pos, prev_hash) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq";
+
+fn head_missing() -> StoreError {
+    StoreError::Internal("the audit chain head (table audit_chain) is missing".into())
+}
+
+fn in_transaction(conn: &mut AnyConnection) -> bool {
+    on_backend!(conn, c => matches!(
+        AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
+        Ok(Some(_))
+    ))
+}
+
+/// Appends an audit event to the chain. Called inside the write transaction
+/// of the change it records (outside one, it opens its own): the event then
+/// commits, or rolls back, with the change. On PostgreSQL the row is
+/// chained by a deferred trigger at commit (migration `000004_audit_chain`).
 pub fn insert_audit(conn: &mut AnyConnection, event: &AuditEvent) -> Result<(), StoreError> {
-    diesel::insert_into(audit_events::table)
-        .values(event)
+    if let AnyConnection::Postgresql(c) = conn {
+        diesel::insert_into(audit_events::table)
+            .values(event)
+            .execute(c)?;
+        return Ok(());
+    }
+    if !in_transaction(conn) {
+        return write_tx(conn, |c| append(c, event));
+    }
+    append(conn, event)
+}
+
+fn append(conn: &mut AnyConnection, e: &AuditEvent) -> Result<(), StoreError> {
+    // Taking the head's row lock is the first thing: from here to commit no
+    // other transaction can append, so chain order is commit order.
+    let sql = "UPDATE audit_chain SET head_pos = head_pos + 1 WHERE id = 1 \
+               RETURNING head_pos, head_hash";
+    let head = on_backend!(conn, c => diesel::sql_query(sql).load::<Advanced>(c)?)
+        .into_iter()
+        .next()
+        .ok_or_else(head_missing)?;
+    let (mut pos, mut prev) = (head.head_pos, head.head_hash);
+    if pos == 1 {
+        (pos, prev) = seal_unchained(conn)?;
+    }
+    let seq = on_backend!(conn, c => diesel::sql_query(INSERT)
+        .bind::<Text, _>(&e.at)
+        .bind::<Nullable<Text>, _>(e.tenant.as_deref())
+        .bind::<Text, _>(&e.actor)
+        .bind::<Text, _>(&e.action)
+        .bind::<Nullable<Text>, _>(e.resource_type.as_deref())
+        .bind::<Nullable<Text>, _>(e.resource_id.as_deref())
+        .bind::<Text, _>(&e.outcome)
+        .bind::<Nullable<Text>, _>(e.detail.as_deref())
+        .bind::<Nullable<Text>, _>(e.app.as_deref())
+        .bind::<BigInt, _>(pos)
+        .bind::<Text, _>(&prev)
+        .load::<Inserted>(c)?)
+    .into_iter()
+    .next()
+    .ok_or_else(|| StoreError::Internal("audit insert returned no row".into()))?
+    .seq;
+    let hash = chain_hash(&ChainFields {
+        chain_pos: pos,
+        seq,
+        at: &e.at,
+        tenant: e.tenant.as_deref(),
+        actor: &e.actor,
+        action: &e.action,
+        resource_type: e.resource_type.as_deref(),
+        resource_id: e.resource_id.as_deref(),
+        outcome: &e.outcome,
+        detail: e.detail.as_deref(),
+        app: e.app.as_deref(),
+        prev_hash: &prev,
+    });
+    diesel::update(audit_events::table.find(seq))
+        .set(audit_events::hash.eq(&hash))
         .execute(conn)?;
+    set_head(conn, pos, &hash)
+}
+
+fn set_head(conn: &mut AnyConnection, pos: i64, hash: &str) -> Result<(), StoreError> {
+    on_backend!(conn, c => diesel::sql_query(
+        "UPDATE audit_chain SET head_pos = $1, head_hash = $2 WHERE id = 1",
+    )
+    .bind::<BigInt, _>(pos)
+    .bind::<Text, _>(hash)
+    .execute(c)?);
     Ok(())
+}
+
+type LegacyRow = (
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+/// On the first append ever, chains the rows written before the chain
+/// existed (in `seq` order) and returns the position and `prev_hash` for
+/// the new row. A no-op query on a database that started with the chain.
+fn seal_unchained(conn: &mut AnyConnection) -> Result<(i64, String), StoreError> {
+    let (mut pos, mut prev) = (0i64, GENESIS.to_string());
+    loop {
+        let rows: Vec<LegacyRow> = audit_events::table
+            .filter(audit_events::chain_pos.is_null())
+            .order(audit_events::seq.asc())
+            .limit(500)
+            .select((
+                audit_events::seq,
+                audit_events::at,
+                audit_events::tenant,
+                audit_events::actor,
+                audit_events::action,
+                audit_events::resource_type,
+                audit_events::resource_id,
+                audit_events::outcome,
+                audit_events::detail,
+                audit_events::app,
+            ))
+            .load(conn)?;
+        if rows.is_empty() {
+            break;
+        }
+        for (seq, at, tenant, actor, action, rtype, rid, outcome, detail, app) in rows {
+            pos += 1;
+            let hash = chain_hash(&ChainFields {
+                chain_pos: pos,
+                seq,
+                at: &at,
+                tenant: tenant.as_deref(),
+                actor: &actor,
+                action: &action,
+                resource_type: rtype.as_deref(),
+                resource_id: rid.as_deref(),
+                outcome: &outcome,
+                detail: detail.as_deref(),
+                app: app.as_deref(),
+                prev_hash: &prev,
+            });
+            diesel::update(audit_events::table.find(seq))
+                .set((
+                    audit_events::chain_pos.eq(pos),
+                    audit_events::prev_hash.eq(&prev),
+                    audit_events::hash.eq(&hash),
+                ))
+                .execute(conn)?;
+            prev = hash;
+        }
+    }
+    if pos > 0 {
+        tracing::info!(
+            rows = pos,
+            "audit rows written before the hash chain are now chained"
+        );
+    }
+    Ok((pos + 1, prev))
+}
+
+/// The chain head, read without a lock.
+pub fn find_chain_head(conn: &mut AnyConnection) -> Result<ChainHead, StoreError> {
+    let sql = format!("SELECT {HEAD_COLUMNS} FROM audit_chain WHERE id = 1");
+    on_backend!(conn, c => diesel::sql_query(&sql).load::<ChainHead>(c)?)
+        .into_iter()
+        .next()
+        .ok_or_else(head_missing)
+}
+
+/// The chain head, locked until the transaction ends (PostgreSQL; SQLite's
+/// write transaction is already exclusive): no append runs meanwhile.
+pub fn lock_chain_head(conn: &mut AnyConnection) -> Result<ChainHead, StoreError> {
+    let lock = if matches!(conn, AnyConnection::Postgresql(_)) {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!("SELECT {HEAD_COLUMNS} FROM audit_chain WHERE id = 1{lock}");
+    on_backend!(conn, c => diesel::sql_query(&sql).load::<ChainHead>(c)?)
+        .into_iter()
+        .next()
+        .ok_or_else(head_missing)
+}
+
+/// Up to `limit` chained rows after position `after` (and at most
+/// `through`) that match `filter`, in chain order: one keyset page.
+pub fn find_audit_page(
+    conn: &mut AnyConnection,
+    filter: &AuditFilter,
+    after: i64,
+    through: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    use audit_events as a;
+    let mut q = a::table.filter(a::chain_pos.gt(after)).into_boxed();
+    if let Some(t) = through {
+        q = q.filter(a::chain_pos.le(t));
+    }
+    if let Some(v) = &filter.from {
+        q = q.filter(a::at.ge(v.clone()));
+    }
+    if let Some(v) = &filter.to {
+        q = q.filter(a::at.lt(v.clone()));
+    }
+    if let Some(v) = &filter.tenant {
+        q = q.filter(a::tenant.eq(v.clone()));
+    }
+    if let Some(v) = &filter.actor {
+        q = q.filter(a::actor.eq(v.clone()));
+    }
+    if let Some(v) = &filter.resource_id {
+        q = q.filter(a::resource_id.eq(v.clone()));
+    }
+    if let Some(v) = &filter.app {
+        q = q.filter(a::app.eq(v.clone()));
+    }
+    if let Some(v) = &filter.action {
+        q = q.filter(a::action.eq(v.clone()));
+    }
+    if let Some(v) = &filter.outcome {
+        q = q.filter(a::outcome.eq(v.clone()));
+    }
+    Ok(q.order(a::chain_pos.asc())
+        .limit(limit)
+        .select((
+            a::chain_pos.assume_not_null(),
+            a::seq,
+            a::at,
+            a::tenant,
+            a::actor,
+            a::action,
+            a::resource_type,
+            a::resource_id,
+            a::outcome,
+            a::detail,
+            a::app,
+            a::prev_hash,
+            a::hash,
+        ))
+        .load(conn)?)
+}
+
+/// The hash stored at a chain position, if that row exists.
+pub fn find_audit_hash(conn: &mut AnyConnection, pos: i64) -> Result<Option<String>, StoreError> {
+    Ok(audit_events::table
+        .filter(audit_events::chain_pos.eq(pos))
+        .select(audit_events::hash)
+        .first::<Option<String>>(conn)
+        .optional()?
+        .flatten())
+}
+
+/// The first chain position whose row is at or after `at` (for pruning).
+pub fn find_first_pos_since(conn: &mut AnyConnection, at: &str) -> Result<Option<i64>, StoreError> {
+    Ok(audit_events::table
+        .filter(audit_events::at.ge(at))
+        .select(diesel::dsl::min(audit_events::chain_pos))
+        .first::<Option<i64>>(conn)?)
+}
+
+/// Rows outside the chain (`chain_pos` NULL): their number and `seq` range.
+pub fn find_unchained(
+    conn: &mut AnyConnection,
+) -> Result<(i64, Option<i64>, Option<i64>), StoreError> {
+    use audit_events as a;
+    let (n, lo, hi) = a::table
+        .filter(a::chain_pos.is_null())
+        .select((
+            diesel::dsl::count_star(),
+            diesel::dsl::min(a::seq),
+            diesel::dsl::max(a::seq),
+        ))
+        .first::<(i64, Option<i64>, Option<i64>)>(conn)?;
+    Ok((n, lo, hi))
+}
+
+/// Deletes the chained rows after `after` up to and including `through`
+/// and moves the checkpoint to `through` with its `hash`. The caller holds
+/// the head lock ([`lock_chain_head`]) and checked the rows first.
+pub fn prune_audit_through(
+    conn: &mut AnyConnection,
+    after: i64,
+    through: i64,
+    hash: &str,
+    at: &str,
+) -> Result<usize, StoreError> {
+    let n = diesel::delete(
+        audit_events::table
+            .filter(audit_events::chain_pos.gt(after))
+            .filter(audit_events::chain_pos.le(through)),
+    )
+    .execute(conn)?;
+    on_backend!(conn, c => diesel::sql_query(
+        "UPDATE audit_chain SET checkpoint_pos = $1, checkpoint_hash = $2, checkpoint_at = $3 \
+         WHERE id = 1",
+    )
+    .bind::<BigInt, _>(through)
+    .bind::<Text, _>(hash)
+    .bind::<Text, _>(at)
+    .execute(c)?);
+    Ok(n)
 }
 
 /// Number of audit events about a resource (all when `resource_id` is `None`).

@@ -515,3 +515,31 @@ pub fn paused(
         .first(conn)
         .optional()?)
 }
+
+/// A PostgreSQL advisory lock for one app's periodic work (scheduled
+/// reconciliation), held by a connection of its own so it lasts across
+/// many pool checkouts; dropping it ends that session and so frees the lock
+/// even when the holder forgets to or dies.
+pub struct AppLock {
+    _conn: diesel::PgConnection,
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
+}
+
+/// Tries to take the lock named `name` (e.g. `reconcile:crm`) on the
+/// PostgreSQL server at `url`: `None` when another process holds it. The
+/// name is hashed by the server (`hashtextextended`), never spliced into SQL.
+/// Blocking: call it off the async executor.
+pub fn try_app_lock(url: &str, name: &str) -> Result<Option<AppLock>, StoreError> {
+    let mut conn =
+        diesel::PgConnection::establish(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let got: Locked =
+        diesel::sql_query("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked")
+            .bind::<Text, _>(name)
+            .get_result(&mut conn)?;
+    Ok(got.locked.then_some(AppLock { _conn: conn }))
+}

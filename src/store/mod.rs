@@ -32,10 +32,15 @@ use std::sync::Arc;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use accounts::{
-    AccountRow, count_accounts, count_deprovisions, delete_account, find_account, find_remote_ids,
-    list_accounts, save_account, status as account_status,
+    AccountRow, count_accounts, count_deprovisions, delete_account, find_account,
+    find_accounts_by_remote_ids, find_last_reconcile, find_remote_ids, list_accounts, save_account,
+    status as account_status,
 };
-pub use audit::{AuditEvent, count_audit_events, insert_audit};
+pub use audit::{
+    AuditEvent, AuditFilter, AuditRecord, ChainHead, count_audit_events, find_audit_hash,
+    find_audit_page, find_chain_head, find_first_pos_since, find_unchained, insert_audit,
+    lock_chain_head, prune_audit_through,
+};
 pub use connection::{AnyConnection, Conn, Pool, Target, build_pool, run_migrations, write_tx};
 pub use index::{
     IndexEntry, explain_eq_lookup, find_ids_by_index, find_ids_by_index_prefix, find_ids_with_attr,

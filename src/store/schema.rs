@@ -58,6 +58,7 @@ diesel::table! {
         prev_hash -> Nullable<Text>,
         hash -> Nullable<Text>,
         app -> Nullable<Text>,
+        chain_pos -> Nullable<BigInt>,
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod adapters;
+mod audit;
 mod bulk;
 mod cli;
 mod compat;
@@ -15,6 +16,7 @@ mod helpers;
 mod lifecycle;
 mod multi_process;
 mod patch;
+mod reconcile;
 mod regressions;
 mod resources;
 mod search;
