@@ -9,9 +9,11 @@
 
 pub mod adapters;
 pub mod audit;
+pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod format;
 pub mod http;
 pub mod lifecycle;
 pub mod scim;

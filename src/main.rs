@@ -1,4 +1,5 @@
-//! The `scim-gateway` binary: `serve`, `migrate`, `audit verify|export|prune`.
+//! The `scim-gateway` binary: `serve`, `migrate`, `audit verify|export|prune`,
+//! `plan`, `access-report` and `reconcile`.
 
 use std::path::{Path, PathBuf};
 
@@ -6,9 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use scim_gateway::audit;
+use scim_gateway::commands::{self, PlanFormat, ReconcileFormat, with_conn};
 use scim_gateway::config::{DEFAULT_TENANT, Settings, TokenHash, hash_token};
+use scim_gateway::lifecycle::report;
 use scim_gateway::startup::Application;
-use scim_gateway::store::{AnyConnection, AuditFilter, Db, Target, run_migrations};
+use scim_gateway::store::{AuditFilter, Db, Target};
 use scim_gateway::telemetry;
 
 #[derive(Parser)]
@@ -39,6 +42,52 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: Box<AuditCommand>,
+    },
+    /// Preview what a configuration would do to every app, doing nothing.
+    ///
+    /// Compares the candidate's apps, scopes, mappings and rules, applied to
+    /// the current identities, with the state last applied to each app, and
+    /// lists the operations per app with their reasons.
+    Plan {
+        /// The candidate configuration file (default: the current one, which
+        /// shows what is still to converge).
+        candidate: Option<PathBuf>,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Exit with code 2 when the candidate would change anything.
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Write who holds what, why and since when, for access reviews.
+    ///
+    /// One line per grant in force: app, identity, userName, entitlement
+    /// (empty for the account itself), rule, granted_at, expires_at.
+    AccessReport {
+        /// `csv` or `ndjson`.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Find an app's orphaned, missing and drifted accounts.
+    ///
+    /// Lists the app's accounts through its adapter and compares them with
+    /// what the gateway wants it to hold. A dry run unless `--remediate`.
+    Reconcile {
+        /// The app's name in the configuration.
+        app: String,
+        /// Repair the findings: disable or delete orphans per the app's
+        /// `on_leave`, and queue missing and drifted accounts for the engine.
+        #[arg(long)]
+        remediate: bool,
+        /// `json` or `csv`.
+        #[arg(long, default_value = "json")]
+        format: String,
     },
 }
 
@@ -122,6 +171,43 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit_command(&settings, *command),
+        Command::Plan {
+            candidate,
+            format,
+            exit_code,
+        } => plan_command(&settings, candidate, &format, exit_code),
+        Command::AccessReport {
+            format,
+            tenant,
+            out,
+        } => {
+            let format: report::Format = format.parse().map_err(anyhow::Error::msg)?;
+            let n = match &out {
+                Some(path) => {
+                    let f = std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    commands::access_report(
+                        &settings,
+                        tenant.as_deref(),
+                        format,
+                        &mut std::io::BufWriter::new(f),
+                    )?
+                }
+                None => commands::access_report(
+                    &settings,
+                    tenant.as_deref(),
+                    format,
+                    &mut std::io::BufWriter::new(std::io::stdout().lock()),
+                )?,
+            };
+            eprintln!("{n} grants in force");
+            Ok(())
+        }
+        Command::Reconcile {
+            app,
+            remediate,
+            format,
+        } => reconcile_command(&settings, &app, remediate, &format),
         Command::Serve { listen } => {
             if let Some(l) = listen {
                 settings.server.listen = l;
@@ -147,30 +233,6 @@ async fn serve(settings: Settings, tokens: Vec<TokenHash>) -> anyhow::Result<()>
     );
     app.run_until_stopped().await?;
     Ok(())
-}
-
-/// Runs a one-shot command on one database connection (migrations applied).
-/// A plain connection, not a pool: a pool's background threads could still
-/// be opening connections when the process exits.
-fn with_conn<T>(
-    settings: &Settings,
-    f: impl FnOnce(&mut AnyConnection) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    use diesel::Connection;
-    use diesel::connection::SimpleConnection;
-    let mut conn = match Target::parse(&settings.database.url) {
-        Target::Sqlite(path) => {
-            let mut c = diesel::SqliteConnection::establish(&path)
-                .with_context(|| format!("opening {path}"))?;
-            c.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")?;
-            AnyConnection::Sqlite(c)
-        }
-        Target::Postgres(url) => AnyConnection::Postgresql(
-            diesel::PgConnection::establish(&url).context("connecting to PostgreSQL")?,
-        ),
-    };
-    run_migrations(&mut conn).context("migrating the database")?;
-    f(&mut conn)
 }
 
 fn audit_command(settings: &Settings, command: AuditCommand) -> anyhow::Result<()> {
@@ -257,10 +319,9 @@ fn audit_command(settings: &Settings, command: AuditCommand) -> anyhow::Result<(
         } => {
             let before = match (before, settings.audit.retention_days) {
                 (Some(b), _) => audit::parse_time(&b).map_err(anyhow::Error::msg)?,
-                (None, Some(days)) => (chrono::Utc::now()
-                    - chrono::Duration::days(i64::from(days)))
-                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                .to_string(),
+                (None, Some(days)) => scim_gateway::format::timestamp(
+                    chrono::Utc::now() - chrono::Duration::days(i64::from(days)),
+                ),
                 (None, None) => {
                     anyhow::bail!("give --before, or set audit.retention_days in the configuration")
                 }
@@ -281,6 +342,66 @@ fn audit_command(settings: &Settings, command: AuditCommand) -> anyhow::Result<(
             Ok(())
         }
     }
+}
+
+fn plan_command(
+    settings: &Settings,
+    candidate: Option<PathBuf>,
+    format: &str,
+    exit_code: bool,
+) -> anyhow::Result<()> {
+    let format: PlanFormat = format.parse().map_err(anyhow::Error::msg)?;
+    let candidate = match candidate.as_deref() {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Settings::parse(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => settings.clone(),
+    };
+    let outcome = commands::plan(settings, &candidate)?;
+    print!("{}", outcome.render(format));
+    if exit_code && outcome.changes() {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+#[actix_web::main]
+async fn reconcile_command(
+    settings: &Settings,
+    app: &str,
+    remediate: bool,
+    format: &str,
+) -> anyhow::Result<()> {
+    let format: ReconcileFormat = format.parse().map_err(anyhow::Error::msg)?;
+    let actor = format!(
+        "cli/{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let report = commands::reconcile(settings, app, remediate, &actor).await?;
+    match format {
+        ReconcileFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        ReconcileFormat::Csv => print!("{}", report.to_csv()),
+    }
+    let c = &report.counts;
+    eprintln!(
+        "{app}: {} accounts listed, {} orphans, {} missing, {} drifted{}",
+        c.listed,
+        c.orphans,
+        c.missing,
+        c.drifted,
+        if remediate {
+            format!(
+                "; {} repaired, {} failed or held (missing and drifted accounts are queued \
+                 for a running gateway)",
+                c.remediated, c.failed
+            )
+        } else {
+            " (dry run: nothing changed)".to_string()
+        }
+    );
+    Ok(())
 }
 
 fn describe(url: &str) -> String {

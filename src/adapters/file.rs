@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Adapter, AdapterError, Applied, ErrorKind, OpContext};
 use crate::config::{AppSettings, FileAdapterSettings, FileFormat};
+use crate::format::csv_field;
 use crate::scim::service::Kind;
 
 const DEFAULT_PATTERN: &str = "changes-{timestamp}-{seq}.{ext}";
@@ -116,15 +117,6 @@ fn io_error(what: &str, e: &std::io::Error) -> AdapterError {
         kind,
         status: None,
         message: format!("file: {what}: {e}"),
-    }
-}
-
-/// One CSV field, quoted when it must be (RFC 4180).
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
     }
 }
 
@@ -328,7 +320,7 @@ impl FileAdapter {
     ) -> Result<Applied, AdapterError> {
         let record = json!({
             "operation_id": operation_id(ctx, op, account),
-            "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            "timestamp": crate::format::now(),
             "op": op,
             "type": noun(ctx.kind),
             "app": ctx.app,

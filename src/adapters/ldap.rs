@@ -49,6 +49,8 @@ pub struct LdapAdapter {
     key: String,
     disable: Option<LdapDisable>,
     entitlement_base: Option<String>,
+    /// The account attribute that carries entitlements.
+    entitlements_attribute: String,
     timeout: Duration,
 }
 
@@ -100,12 +102,8 @@ fn ldap_values(v: Option<&Value>) -> Vec<String> {
     }
 }
 
-fn entitlements(account: &Value) -> BTreeSet<String> {
-    let list = account
-        .get("entitlements")
-        .or_else(|| account.get("roles"))
-        .cloned();
-    ldap_values(list.as_ref()).into_iter().collect()
+fn entitlements(account: &Value, attribute: &str) -> BTreeSet<String> {
+    ldap_values(account.get(attribute)).into_iter().collect()
 }
 
 fn set(values: &[String]) -> HashSet<&str> {
@@ -178,6 +176,10 @@ impl LdapAdapter {
             key,
             disable: s.disable.clone(),
             entitlement_base: s.entitlement_base_dn.clone(),
+            entitlements_attribute: app
+                .entitlements_attribute
+                .clone()
+                .unwrap_or_else(|| "entitlements".into()),
             timeout,
         })
     }
@@ -452,8 +454,13 @@ impl LdapAdapter {
                 }
             }
         };
-        self.memberships(&mut ldap, &dn, &dn, &entitlements(account))
-            .await?;
+        self.memberships(
+            &mut ldap,
+            &dn,
+            &dn,
+            &entitlements(account, &self.entitlements_attribute),
+        )
+        .await?;
         let _ = ldap.unbind().await;
         Ok(applied(adopted))
     }
@@ -497,8 +504,13 @@ impl LdapAdapter {
         let new_dn = self
             .converge(&mut ldap, &dn, &attrs, is_active(after))
             .await?;
-        self.memberships(&mut ldap, &dn, &new_dn, &entitlements(after))
-            .await?;
+        self.memberships(
+            &mut ldap,
+            &dn,
+            &new_dn,
+            &entitlements(after, &self.entitlements_attribute),
+        )
+        .await?;
         let _ = ldap.unbind().await;
         Ok(Applied::default())
     }
@@ -570,7 +582,7 @@ impl LdapAdapter {
         // The directory returns entries in its own order: keep the `limit`
         // smallest ids after `after` while streaming page by page, so
         // memory stays bounded by the page size, not the directory's.
-        let mut page: BTreeMap<String, RemoteAccount> = BTreeMap::new();
+        let mut page: BTreeMap<String, (String, RemoteAccount)> = BTreeMap::new();
         for base in self.search_bases() {
             let mut stream = match ldap
                 .streaming_search_with(
@@ -600,14 +612,12 @@ impl LdapAdapter {
                 {
                     continue;
                 }
-                page.insert(
-                    id.clone(),
-                    RemoteAccount {
-                        remote_id: id,
-                        key,
-                        attributes: self.account_of(&e),
-                    },
-                );
+                let account = RemoteAccount {
+                    remote_id: id.clone(),
+                    key,
+                    attributes: self.account_of(&e),
+                };
+                page.insert(id, (e.dn, account));
                 if page.len() > limit {
                     page.pop_last();
                 }
@@ -617,8 +627,53 @@ impl LdapAdapter {
                 return Err(ldap_error(LdapError::LdapResult { result: done }));
             }
         }
+        let mut out = Vec::with_capacity(page.len());
+        for (dn, mut account) in page.into_values() {
+            if let Some(held) = self.held_entitlements(&mut ldap, &dn).await? {
+                let list = held
+                    .into_iter()
+                    .map(|e| serde_json::json!({ "value": e }))
+                    .collect();
+                if let Some(o) = account.attributes.as_object_mut() {
+                    o.insert(self.entitlements_attribute.clone(), Value::Array(list));
+                }
+            }
+            out.push(account);
+        }
         let _ = ldap.unbind().await;
-        Ok(page.into_values().collect())
+        Ok(out)
+    }
+
+    /// The entitlements an entry holds: the `cn` of every `groupOfNames`
+    /// under the entitlement base that lists it as a `member` (one indexed
+    /// search per entry, so a listing page never reads whole groups).
+    /// `None` when the app has no entitlement groups.
+    async fn held_entitlements(
+        &self,
+        ldap: &mut Ldap,
+        dn: &str,
+    ) -> Result<Option<Vec<String>>, AdapterError> {
+        let Some(base) = &self.entitlement_base else {
+            return Ok(None);
+        };
+        let filter = format!("(&(objectClass=groupOfNames)(member={}))", ldap_escape(dn));
+        let (entries, _) = ldap
+            .search(base, Scope::Subtree, &filter, vec!["cn"])
+            .await
+            .and_then(|r| r.success())
+            .map_err(ldap_error)?;
+        let mut held: Vec<String> = entries
+            .into_iter()
+            .filter_map(|e| {
+                let e = SearchEntry::construct(e);
+                e.attrs
+                    .into_iter()
+                    .find(|(a, _)| a.eq_ignore_ascii_case("cn"))
+                    .and_then(|(_, mut v)| (!v.is_empty()).then(|| v.swap_remove(0)))
+            })
+            .collect();
+        held.sort();
+        Ok(Some(held))
     }
 }
 
@@ -688,6 +743,9 @@ impl Adapter for LdapAdapter {
         // `active` is always reported: mapped, or read from the disable action.
         let mut paths: Vec<String> = self.attributes.iter().map(|(_, p)| p.clone()).collect();
         paths.push("active".into());
+        if self.entitlement_base.is_some() {
+            paths.push(self.entitlements_attribute.clone());
+        }
         paths.sort();
         paths.dedup();
         Some(paths)

@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::str::FromStr;
 
+use crate::format::csv_report_field as csv_cell;
 use crate::store::{self, AnyConnection, AuditFilter, AuditRecord, StoreError};
 
 /// Rows per database page.
@@ -90,14 +91,6 @@ impl Format {
     }
 }
 
-fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// Parses a time bound (RFC 3339, or a `YYYY-MM-DD` date meaning its UTC
 /// midnight) into the stored form, so bounds compare correctly as text.
 pub fn parse_time(s: &str) -> Result<String, String> {
@@ -110,7 +103,7 @@ pub fn parse_time(s: &str) -> Result<String, String> {
         .map_err(|_| {
             format!("'{s}' is not an RFC 3339 time (2026-01-31T00:00:00Z) or a date (2026-01-31)")
         })?;
-    Ok(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+    Ok(crate::format::timestamp(t))
 }
 
 /// Writes every row matching `filter` to `out` (blocking), page by page.

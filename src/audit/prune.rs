@@ -13,6 +13,7 @@
 use serde_json::json;
 
 use super::verify::{Anchor, ChainCheck};
+use crate::format::now;
 use crate::store::{self, AnyConnection, AuditEvent, AuditFilter, StoreError, write_tx};
 
 /// Positions deleted per transaction.
@@ -38,12 +39,6 @@ pub enum PruneError {
     /// Pruning would lose evidence or disagree with the export held.
     #[error("{0}")]
     Refused(String),
-}
-
-fn now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
 }
 
 /// Prunes rows older than `before` (stored time form) up to chain position

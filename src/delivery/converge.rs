@@ -42,6 +42,26 @@ pub enum Plan {
     },
 }
 
+impl Plan {
+    /// Whether carrying it out takes access away: a delete, or an update
+    /// that disables an active account. The safety net counts these.
+    pub fn deprovisions(&self) -> bool {
+        match self {
+            Plan::Delete { .. } => true,
+            Plan::Update { before, after, .. } => is_active(before) && !is_active(after),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an account is enabled: `active` absent counts as enabled.
+pub fn is_active(account: &Value) -> bool {
+    account
+        .get("active")
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
+}
+
 fn kind_of(resource_type: &str) -> Kind {
     if resource_type == "Group" {
         Kind::Group

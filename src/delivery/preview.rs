@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::converge::Plan;
+use super::converge::{Plan, is_active as active};
 use super::decide::decide;
 use crate::lifecycle::Apps;
 use crate::scim::schema::Registry;
@@ -41,10 +41,6 @@ pub struct AppPreview {
     pub counts: BTreeMap<&'static str, usize>,
     /// The operations.
     pub operations: Vec<PreviewOp>,
-}
-
-fn active(v: &Value) -> bool {
-    v.get("active").and_then(Value::as_bool).unwrap_or(true)
 }
 
 fn changed_keys(before: &Value, after: &Value) -> Vec<String> {

@@ -39,6 +39,7 @@ use serde_json::{Value, json};
 use super::converge::Plan;
 use super::decide::decide;
 use crate::adapters::{Adapter, AdapterError, RemoteAccount};
+use crate::format::timestamp as fmt_time;
 use crate::lifecycle::AppPolicy;
 use crate::scim::schema::Registry;
 use crate::scim::service::Kind;
@@ -81,10 +82,6 @@ pub enum ReconcileError {
     /// The gateway's store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-fn fmt_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 fn is_active(v: &Value) -> bool {

@@ -9,10 +9,11 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use super::Fanout;
-use super::converge::Plan;
+use super::converge::{Plan, is_active};
 use super::decide::{Decision, decide};
 use crate::adapters::{Adapter, AdapterError, Applied, ErrorKind, OpContext};
 use crate::config::{AppSettings, DeliverySettings};
+use crate::format::{now, timestamp as fmt_time};
 use crate::lifecycle::AppPolicy;
 use crate::lifecycle::grants::Revocation;
 use crate::scim::schema::Registry;
@@ -114,14 +115,6 @@ struct Shared {
 /// The delivery engine: one loop per pushing app.
 pub struct Engine {
     tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-fn now() -> String {
-    fmt_time(chrono::Utc::now())
-}
-
-fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// Now plus `d`, as stored; saturates far in the future instead of overflowing.
@@ -502,7 +495,7 @@ async fn run_job(rt: Arc<AppRuntime>, shared: Arc<Shared>, job: JobRow) -> Healt
             return Health::Fine;
         }
     };
-    if rt.policy.safety.armed() && is_deprovision(&decision.plan) {
+    if rt.policy.safety.armed() && decision.plan.deprovisions() {
         let rt2 = rt.clone();
         let worker = shared.worker.clone();
         let j = job.clone();
@@ -585,14 +578,6 @@ async fn run_job(rt: Arc<AppRuntime>, shared: Arc<Shared>, job: JobRow) -> Healt
     health
 }
 
-fn is_deprovision(op: &Plan) -> bool {
-    match op {
-        Plan::Delete { .. } => true,
-        Plan::Update { before, after, .. } => is_active(before) && !is_active(after),
-        _ => false,
-    }
-}
-
 /// The mass-deprovisioning safety net: counts the app's disables and
 /// deletes within the window (since the last release), and quarantines the
 /// app instead of going over the limit. Returns whether the job may proceed;
@@ -653,10 +638,6 @@ fn op_name(op: &Plan, before_active: bool, after_active: bool) -> &'static str {
         Plan::Update { .. } => "update",
         Plan::Delete { .. } => "delete",
     }
-}
-
-fn is_active(v: &Value) -> bool {
-    v.get("active").and_then(Value::as_bool).unwrap_or(true)
 }
 
 /// Writes what a converged identity now holds: grants recorded, revoked

@@ -29,8 +29,9 @@ use subtle::ConstantTimeEq;
 
 use super::auth::bearer;
 use crate::config::hash_token;
-use crate::delivery::{AppAdapters, Plan, ReconcileError, decide, reconcile};
+use crate::delivery::{AppAdapters, ReconcileError, decide, reconcile};
 use crate::error::ScimError;
+use crate::format::now;
 use crate::scim::service::Service;
 use crate::store::jobs::{self, state};
 use crate::store::{self, AuditEvent};
@@ -72,12 +73,6 @@ impl FromRequest for Admin {
         })();
         ready(found.map(Admin).ok_or_else(ScimError::unauthorized))
     }
-}
-
-fn now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
 }
 
 fn json_ok(v: Value) -> HttpResponse {
@@ -394,7 +389,7 @@ pub async fn discard_quarantine(
                 after = Some(last.resource_id.clone());
                 for job in &page {
                     let d = decide(conn, &reg, &policy, &job.tenant, &job.resource_id, now)?;
-                    if deprovisions(&d.plan) {
+                    if d.plan.deprovisions() {
                         jobs::delete_pending(conn, &a, &job.resource_id)?;
                         dropped.push(job.resource_id.clone());
                     }
@@ -418,15 +413,6 @@ pub async fn discard_quarantine(
     let mut summary = app_summary(&svc, &app).await?;
     summary["discarded"] = json!(dropped);
     Ok(json_ok(summary))
-}
-
-fn deprovisions(plan: &Plan) -> bool {
-    let active = |v: &Value| v.get("active").and_then(Value::as_bool).unwrap_or(true);
-    match plan {
-        Plan::Delete { .. } => true,
-        Plan::Update { before, after, .. } => active(before) && !active(after),
-        _ => false,
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -502,14 +488,6 @@ pub struct ReportQuery {
     tenant: Option<String>,
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// `GET /admin/reports/access`: every grant in force — identity, app,
 /// entitlement (empty for the account itself), the rule that grants it,
 /// since when and until when — as CSV or NDJSON, streamed page by page.
@@ -518,109 +496,46 @@ pub async fn access_report(
     query: web::Query<ReportQuery>,
     svc: web::Data<Service>,
 ) -> Result<HttpResponse, ScimError> {
+    use crate::lifecycle::report::{self, Cursor, Format};
     let q = query.into_inner();
-    let csv = match q.format.as_deref() {
-        None | Some("ndjson") => false,
-        Some("csv") => true,
-        Some(_) => return Err(ScimError::invalid_value("format must be csv or ndjson.")),
+    let format = match q.format.as_deref() {
+        None => Format::Ndjson,
+        Some(f) => f.parse::<Format>().map_err(ScimError::invalid_value)?,
     };
-    type Cursor = Option<(String, String, String, String)>;
     let db = svc.db.clone();
     let tenant = q.tenant;
-    let header = csv.then(|| {
-        web::Bytes::from_static(b"app,identity,userName,entitlement,rule,granted_at,expires_at\n")
-    });
-    let pages = futures_util::stream::unfold(
-        Some(None::<(String, String, String, String)>),
-        move |state: Option<Cursor>| {
-            let db = db.clone();
-            let tenant = tenant.clone();
-            async move {
-                let after = state?;
-                let page = db
-                    .run(move |conn| {
-                        let rows = store::grants::list_grants(
-                            conn,
-                            tenant.as_deref(),
-                            after.as_ref(),
-                            500,
-                        )?;
-                        let ids: Vec<String> = rows.iter().map(|g| g.resource_id.clone()).collect();
-                        let names: std::collections::HashMap<String, Option<String>> =
-                            store::find_displays(conn, &ids)?.into_iter().collect();
-                        Ok((rows, names))
-                    })
-                    .await;
-                let (rows, names) = match page {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(error = %e, "access report page failed");
-                        return Some((
-                            Err(actix_web::error::ErrorInternalServerError("report failed")),
-                            None,
-                        ));
-                    }
-                };
-                let next = (rows.len() == 500).then(|| {
-                    rows.last().map(|g| {
-                        (
-                            g.app.clone(),
-                            g.resource_id.clone(),
-                            g.entitlement.clone(),
-                            g.rule.clone(),
-                        )
-                    })
-                });
-                let mut out = String::new();
-                for g in &rows {
-                    let name = names
-                        .get(&g.resource_id)
-                        .cloned()
-                        .flatten()
-                        .unwrap_or_default();
-                    if csv {
-                        let fields = [
-                            g.app.as_str(),
-                            g.resource_id.as_str(),
-                            name.as_str(),
-                            g.entitlement.as_str(),
-                            g.rule.as_str(),
-                            g.granted_at.as_str(),
-                            g.expires_at.as_deref().unwrap_or(""),
-                        ];
-                        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-                        out.push_str(&line.join(","));
-                        out.push('\n');
-                    } else {
-                        out.push_str(
-                            &json!({
-                                "app": g.app, "identity": g.resource_id, "userName": name,
-                                "entitlement": g.entitlement, "rule": g.rule,
-                                "granted_at": g.granted_at, "expires_at": g.expires_at,
-                            })
-                            .to_string(),
-                        );
-                        out.push('\n');
-                    }
+    let header =
+        (format == Format::Csv).then(|| web::Bytes::from_static(report::CSV_HEADER.as_bytes()));
+    // The state is the cursor of the next page: `Some(None)` is the first,
+    // `None` means the last page has been sent.
+    let pages = futures_util::stream::unfold(Some(None::<Cursor>), move |state| {
+        let db = db.clone();
+        let tenant = tenant.clone();
+        async move {
+            let after = state?;
+            let page = db
+                .run(move |conn| report::page(conn, tenant.as_deref(), after.as_ref(), format))
+                .await;
+            match page {
+                Ok(p) if p.grants == 0 => None,
+                Ok(p) => Some((
+                    Ok::<_, actix_web::Error>(web::Bytes::from(p.text)),
+                    p.next.map(Some),
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "access report page failed");
+                    Some((
+                        Err(actix_web::error::ErrorInternalServerError("report failed")),
+                        None,
+                    ))
                 }
-                if rows.is_empty() && next.is_none() {
-                    return None;
-                }
-                Some((
-                    Ok::<_, actix_web::Error>(web::Bytes::from(out)),
-                    next.flatten().map(Some),
-                ))
             }
-        },
-    );
+        }
+    });
     let head = futures_util::stream::iter(header.map(Ok::<_, actix_web::Error>));
     let body = futures_util::StreamExt::chain(head, pages);
     Ok(HttpResponse::Ok()
-        .content_type(if csv {
-            "text/csv"
-        } else {
-            "application/x-ndjson"
-        })
+        .content_type(format.content_type())
         .streaming(body))
 }
 

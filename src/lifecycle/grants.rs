@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Wanted, WantedGrant};
+use crate::format::timestamp as fmt;
 use crate::store::grants::GrantRow;
 
 /// Why a grant ended.
@@ -63,10 +64,6 @@ impl GrantPlan {
         e.dedup();
         e
     }
-}
-
-fn fmt(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 fn parse(s: &str) -> Option<DateTime<Utc>> {

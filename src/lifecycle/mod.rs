@@ -6,6 +6,7 @@
 
 pub mod grants;
 pub mod mapping;
+pub mod report;
 
 use std::collections::HashMap;
 use std::sync::Arc;

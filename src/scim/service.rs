@@ -26,6 +26,7 @@ use super::schema::{Mutability, Registry, ResourceType};
 use crate::config::ScimSettings;
 use crate::delivery::Fanout;
 use crate::error::ScimError;
+use crate::format::now;
 use crate::lifecycle::AppPolicy;
 use crate::store::{self, AnyConnection, AuditEvent, Db, ResourceRow, StoreError};
 
@@ -107,12 +108,6 @@ pub struct Service {
     pub settings: Arc<ScimSettings>,
     /// The apps each change must reach.
     pub fanout: Fanout,
-}
-
-fn now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
 }
 
 fn audit(actor: &Actor, action: &str, kind: Kind, id: &str, version: i64, at: &str) -> AuditEvent {

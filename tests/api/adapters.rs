@@ -749,8 +749,9 @@ const LDAP_ENV: &str = "SCIM_TEST_LDAP_URL";
 const LDAP_ADMIN: &str = "cn=admin,dc=example,dc=com";
 const LDAP_PASSWORD: &str = "secret";
 
-/// A subtree of its own on the test directory: people, disabled, roles.
-struct Directory {
+/// A subtree of its own on the test directory: people, disabled, roles
+/// (`groupOfNames` "Sales User" and "Admin").
+pub(crate) struct Directory {
     url: String,
     base: String,
     _password: tempfile::NamedTempFile,
@@ -758,7 +759,7 @@ struct Directory {
 }
 
 impl Directory {
-    async fn new() -> Option<Self> {
+    pub(crate) async fn new() -> Option<Self> {
         let Some(url) = std::env::var(LDAP_ENV).ok().filter(|u| !u.is_empty()) else {
             eprintln!(
                 "SKIPPED: set {LDAP_ENV} (scripts/slapd starts a server) to test the ldap adapter"
@@ -813,11 +814,11 @@ impl Directory {
         Some(dir)
     }
 
-    fn dn(&self, rdn: &str) -> String {
+    pub(crate) fn dn(&self, rdn: &str) -> String {
         format!("{rdn},{}", self.base)
     }
 
-    async fn connect(&self) -> ldap3::Ldap {
+    pub(crate) async fn connect(&self) -> ldap3::Ldap {
         let (conn, mut ldap) = ldap3::LdapConnAsync::new(&self.url).await.unwrap();
         ldap3::drive!(conn);
         ldap.simple_bind(LDAP_ADMIN, LDAP_PASSWORD)
@@ -829,7 +830,9 @@ impl Directory {
     }
 
     /// Every person under the test subtree: DN (lower-cased) → attributes.
-    async fn people(&self) -> BTreeMap<String, std::collections::HashMap<String, Vec<String>>> {
+    pub(crate) async fn people(
+        &self,
+    ) -> BTreeMap<String, std::collections::HashMap<String, Vec<String>>> {
         let (entries, _) = self
             .connect()
             .await
@@ -853,7 +856,7 @@ impl Directory {
     }
 
     /// The members of a role group, lower-cased, without the placeholder.
-    async fn members(&self, role: &str) -> Vec<String> {
+    pub(crate) async fn members(&self, role: &str) -> Vec<String> {
         let (entries, _) = self
             .connect()
             .await
@@ -883,7 +886,7 @@ impl Directory {
     }
 
     /// Waits until a role group has exactly these members.
-    async fn await_members(&self, role: &str, expected: &[String]) {
+    pub(crate) async fn await_members(&self, role: &str, expected: &[String]) {
         eventually(20, &format!("the members of {role}"), || async {
             let m = self.members(role).await;
             if m == expected {
@@ -895,7 +898,7 @@ impl Directory {
         .await
     }
 
-    fn settings(&self) -> scim_gateway::config::LdapAdapterSettings {
+    pub(crate) fn settings(&self) -> scim_gateway::config::LdapAdapterSettings {
         scim_gateway::config::LdapAdapterSettings {
             url: self.url.clone(),
             starttls: false,
@@ -921,7 +924,7 @@ impl Directory {
     }
 
     /// Waits until the people under the subtree satisfy `check`.
-    async fn await_people(
+    pub(crate) async fn await_people(
         &self,
         what: &str,
         check: impl Fn(&BTreeMap<String, std::collections::HashMap<String, Vec<String>>>) -> bool,

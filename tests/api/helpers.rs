@@ -602,3 +602,29 @@ impl TestApp {
         scim_gateway::store::explain_eq_lookup(&mut self.open_db()).expect("explain")
     }
 }
+
+/// Runs the real `scim-gateway` binary with `config` as its configuration
+/// file and `args` after it (none of the `SCIM_GATEWAY_*` or `DATABASE_URL`
+/// variables of the test's environment leak in). Returns the exit code,
+/// standard output and standard error.
+pub fn run_cli(config: &str, args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).expect("writing the configuration");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scim-gateway"));
+    cmd.arg("--config").arg(&path).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SCIM_GATEWAY_") || k == "DATABASE_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .current_dir(dir.path())
+        .output()
+        .expect("running scim-gateway");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

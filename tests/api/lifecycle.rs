@@ -385,7 +385,7 @@ async fn plan_previews_a_configuration_and_the_access_report_explains_access() {
         .client
         .post(format!("{}/admin/plan", up.address))
         .bearer_auth(ADMIN_TOKEN)
-        .body(candidate)
+        .body(candidate.clone())
         .send()
         .await
         .unwrap();
@@ -414,6 +414,90 @@ async fn plan_previews_a_configuration_and_the_access_report_explains_access() {
         u["active"] != false
     })
     .await;
+    // The same from the command line, on the gateway's database: the plan
+    // of the candidate equals the admin API's, and the current
+    // configuration (converged) plans nothing.
+    let files = tempfile::tempdir().unwrap();
+    let database = format!("[database]\nurl = \"{}\"\n", up.database_url);
+    let candidate_file = write_file(&files, "candidate.toml", &candidate);
+    let current = format!(
+        "{database}{}",
+        candidate
+            .replace("eng-crm", "sales-crm")
+            .replace("Engineer", "Sales")
+            .replace("Builder", "Seller")
+    );
+    let (code, out, err) = run_cli(&current, &["plan", "--format", "json", &candidate_file]);
+    assert_eq!(code, 0, "{err}");
+    let cli_plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(cli_plan["apps"], plan["apps"]);
+    assert_eq!(cli_plan["unmanaged"], json!([]));
+    let (code, text, err) = run_cli(&current, &["plan", "--exit-code", &candidate_file]);
+    assert_eq!(code, 2, "something would change: {text} {err}");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[1..].sort();
+    assert_eq!(
+        lines,
+        [
+            "crm: 1 create, 1 disable".to_string(),
+            format!(
+                "  create   eng@example.com ({}): granted by eng-crm; +account (eng-crm); \
+                 +Builder (eng-crm)",
+                eng["id"].as_str().unwrap()
+            ),
+            format!(
+                "  disable  sal@example.com ({}): no rule grants access; changes active, \
+                 entitlements; -account (sales-crm); -Seller (sales-crm)",
+                seller["id"].as_str().unwrap()
+            ),
+        ]
+    );
+    let (code, text, err) = run_cli(&current, &["plan", "--exit-code"]);
+    assert_eq!(
+        (code, text.as_str()),
+        (0, "crm: no changes\nNothing would change.\n"),
+        "{err}"
+    );
+    let (code, text, _) = run_cli(
+        &current,
+        &["plan", &write_file(&files, "no-apps.toml", &database)],
+    );
+    assert_eq!(code, 0);
+    assert!(text.contains("crm: no longer configured"), "{text}");
+    let (code, out, err) = run_cli(&current, &["access-report"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, csv, "the CLI writes the report the admin API serves");
+    assert!(err.contains("2 grants in force"), "{err}");
+    let (code, out, _) = run_cli(&current, &["access-report", "--format", "ndjson"]);
+    assert_eq!(code, 0);
+    let rows: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["userName"] == "sal@example.com"));
+    let (code, out, _) = run_cli(&current, &["access-report", "--tenant", "globex"]);
+    assert_eq!(
+        (code, out.lines().count()),
+        (0, 1),
+        "only the header: {out}"
+    );
+    let (code, _, err) = run_cli(&current, &["access-report", "--format", "xlsx"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("format must be csv or ndjson"), "{err}");
+    let (code, _, err) = run_cli(
+        &current,
+        &[
+            "plan",
+            &write_file(&files, "broken.toml", "[[rules]]\nname = 1\n"),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("broken.toml") && err.contains("expected a string"),
+        "{err}"
+    );
+
     // A broken candidate is a clear 400.
     let res = up
         .client
@@ -424,6 +508,13 @@ async fn plan_previews_a_configuration_and_the_access_report_explains_access() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
 }
 
 /// One step of the random history.

@@ -11,11 +11,11 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text};
 use scim_gateway::config::{
-    AdapterSettings, AppSettings, LdapAdapterSettings, LdapDisable, LeaveAction, Settings,
-    SqlAdapterSettings, SqlDisable,
+    AdapterSettings, AppSettings, LeaveAction, Settings, SqlAdapterSettings, SqlDisable,
 };
 use serde_json::{Value, json};
 
+use crate::adapters::Directory;
 use crate::delivery::{downstream, scim_app};
 use crate::helpers::*;
 
@@ -446,6 +446,72 @@ async fn sql_reconciliation(db: AppDb) {
     );
     assert_audit(&up, &p, "delete", &mallory_id);
     assert_clean(&up, "legacy", 0).await;
+
+    // The same from the command line: `scim-gateway reconcile legacy`.
+    db.execute(
+        "INSERT INTO app_users (external_id, login, title, status) \
+         VALUES ('hand-made-2', 'trudy', 'Admin', 'enabled')",
+    );
+    let config = format!(
+        r#"
+        [database]
+        url = "{}"
+        [[apps]]
+        name = "legacy"
+        tenant = "acme"
+        on_leave = "delete"
+        [apps.adapter]
+        kind = "sql"
+        url = "{}"
+        table = "app_users"
+        key_column = "external_id"
+        id_column = "id"
+        [apps.adapter.columns]
+        userName = "login"
+        "name.givenName" = "given_name"
+        title = "title"
+        active = "is_active"
+        "#,
+        up.database_url,
+        db.url()
+    );
+    let (code, out, err) = run_cli(&config, &["reconcile", "legacy"]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["counts"]["orphans"], 1, "{report:#}");
+    assert_eq!(report["counts"]["missing"], 0, "{report:#}");
+    assert_eq!(report["counts"]["drifted"], 0, "{report:#}");
+    assert_eq!(report["orphans"][0]["key"], "hand-made-2");
+    assert!(
+        err.contains("legacy: 4 accounts listed, 1 orphans, 0 missing, 0 drifted (dry run"),
+        "{err}"
+    );
+    assert!(db.rows().contains_key("trudy"), "a dry run changes nothing");
+    let (code, out, err) = run_cli(&config, &["reconcile", "legacy", "--format", "csv"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with("orphan,"), "{out}");
+    let (code, out, err) = run_cli(&config, &["reconcile", "legacy", "--remediate"]);
+    assert_eq!(code, 0, "{err}");
+    let fixed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(fixed["orphans"][0]["action"], "deleted", "{fixed:#}");
+    assert!(!db.rows().contains_key("trudy"));
+    let cli_rows: Vec<AuditRow> = up
+        .audit_rows()
+        .into_iter()
+        .filter(|r| r.action == "reconcile.delete" && r.actor.starts_with("cli/"))
+        .collect();
+    assert_eq!(
+        cli_rows.len(),
+        1,
+        "the CLI's remediation is audited with its actor"
+    );
+    let (code, _, err) = run_cli(&config, &["reconcile", "nope"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no app is named 'nope' (configured: legacy)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -463,106 +529,12 @@ async fn reconciliation_finds_and_repairs_a_sql_app_on_postgres() {
 // ---------------------------------------------------------------------------
 // An OpenLDAP directory.
 
-const LDAP_ENV: &str = "SCIM_TEST_LDAP_URL";
-const LDAP_ADMIN: &str = "cn=admin,dc=example,dc=com";
-const LDAP_PASSWORD: &str = "secret";
-
-async fn ldap_connect(url: &str) -> ldap3::Ldap {
-    let (conn, mut ldap) = ldap3::LdapConnAsync::new(url).await.unwrap();
-    ldap3::drive!(conn);
-    ldap.simple_bind(LDAP_ADMIN, LDAP_PASSWORD)
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    ldap
-}
-
-/// Every person under `base`: lower-cased DN → attributes.
-async fn people(
-    url: &str,
-    base: &str,
-) -> BTreeMap<String, std::collections::HashMap<String, Vec<String>>> {
-    let (entries, _) = ldap_connect(url)
-        .await
-        .search(
-            base,
-            ldap3::Scope::Subtree,
-            "(objectClass=inetOrgPerson)",
-            vec!["*"],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    entries
-        .into_iter()
-        .map(|e| {
-            let e = ldap3::SearchEntry::construct(e);
-            (e.dn.to_lowercase(), e.attrs)
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn reconciliation_finds_and_repairs_an_ldap_app() {
-    let Some(url) = std::env::var(LDAP_ENV).ok().filter(|u| !u.is_empty()) else {
-        eprintln!(
-            "SKIPPED: set {LDAP_ENV} (scripts/slapd starts a server) to reconcile an ldap app"
-        );
+    let Some(dir) = Directory::new().await else {
         return;
     };
-    let base = format!("ou=r{},dc=example,dc=com", uuid::Uuid::new_v4().simple());
-    let dn = |rdn: &str| format!("{rdn},{base}");
-    let mut ldap = ldap_connect(&url).await;
-    for (d, ou) in [
-        (
-            base.clone(),
-            base.split(',')
-                .next()
-                .unwrap()
-                .trim_start_matches("ou=")
-                .to_string(),
-        ),
-        (dn("ou=people"), "people".into()),
-        (dn("ou=disabled"), "disabled".into()),
-    ] {
-        ldap.add(
-            &d,
-            vec![
-                ("objectClass", ["organizationalUnit"].into()),
-                ("ou", [ou.as_str()].into()),
-            ],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    }
-    let mut password = tempfile::NamedTempFile::new().unwrap();
-    std::io::Write::write_all(&mut password, LDAP_PASSWORD.as_bytes()).unwrap();
-    let settings = LdapAdapterSettings {
-        url: url.clone(),
-        starttls: false,
-        bind_dn: Some(LDAP_ADMIN.into()),
-        bind_password_env: None,
-        bind_password_file: Some(password.path().to_path_buf()),
-        base_dn: dn("ou=people"),
-        rdn_attribute: Some("uid".into()),
-        object_classes: Vec::new(),
-        attributes: BTreeMap::from([
-            ("uid".into(), "userName".into()),
-            ("cn".into(), "userName".into()),
-            ("sn".into(), "name.familyName".into()),
-            ("givenName".into(), "name.givenName".into()),
-            ("title".into(), "title".into()),
-        ]),
-        key_attribute: None,
-        disable: Some(LdapDisable::Move {
-            base_dn: dn("ou=disabled"),
-        }),
-        entitlement_base_dn: None,
-    };
+    let settings = dir.settings();
     let up = spawn_app_with(|s: &mut Settings| {
         s.apps.push(AppSettings {
             name: "directory".into(),
@@ -574,9 +546,10 @@ async fn reconciliation_finds_and_repairs_an_ldap_app() {
     })
     .await;
     let p = provision(&up).await;
-    let person = |uid: &str| dn(&format!("uid={uid},ou=people")).to_lowercase();
+    let person = |uid: &str| dir.dn(&format!("uid={uid},ou=people")).to_lowercase();
+    let mut ldap = dir.connect().await;
     eventually(20, "three entries and their records", || async {
-        let n = people(&url, &base).await.len();
+        let n = dir.people().await.len();
         let recorded = up
             .admin_get(&format!("/apps/directory/accounts/{}", p.gone))
             .await
@@ -624,25 +597,21 @@ async fn reconciliation_finds_and_repairs_an_ldap_app() {
         .unwrap()
         .success()
         .unwrap();
-    let before = people(&url, &base).await;
+    let before = dir.people().await;
 
     let report = reconcile(&up, "directory", false).await;
     assert_planted(&report, &p, "mallory");
     assert_eq!(report["orphans"][0]["remote_id"], "hand-made-1");
     assert_csv(&up, "directory", &p).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(
-        people(&url, &base).await,
-        before,
-        "a dry run changes nothing"
-    );
+    assert_eq!(dir.people().await, before, "a dry run changes nothing");
 
     let fixed = reconcile(&up, "directory", true).await;
     assert_planted(&fixed, &p, "mallory");
     assert_eq!(fixed["orphans"][0]["action"], "disabled");
-    let disabled = dn("uid=mallory,ou=disabled").to_lowercase();
+    let disabled = dir.dn("uid=mallory,ou=disabled").to_lowercase();
     eventually(20, "orphan moved, drift reverted, carol back", || async {
-        let now = people(&url, &base).await;
+        let now = dir.people().await;
         let ok = now.contains_key(&disabled)
             && !now.contains_key(&person("mallory"))
             && now.get(&person("bob")).and_then(|b| b.get("title"))
@@ -656,6 +625,93 @@ async fn reconciliation_finds_and_repairs_an_ldap_app() {
     .await;
     assert_audit(&up, &p, "disable", "hand-made-1");
     assert_clean(&up, "directory", 1).await;
+}
+
+/// Entitlements in a directory are `groupOfNames` memberships: a membership
+/// added by hand is surplus, one removed by hand is missing, and
+/// remediation restores exactly what the rules grant.
+#[tokio::test]
+async fn ldap_reconciliation_finds_surplus_and_missing_entitlements() {
+    let Some(dir) = Directory::new().await else {
+        return;
+    };
+    let settings = dir.settings();
+    let up = spawn_app_with(|s: &mut Settings| {
+        s.apps.push(AppSettings {
+            name: "directory".into(),
+            tenant: "acme".into(),
+            adapter: AdapterSettings::Ldap(Box::new(settings.clone())),
+            timeout_secs: Some(5),
+            ..AppSettings::default()
+        })
+    })
+    .await;
+    let user = up
+        .create_user_from(json!({
+            "userName": "ada", "title": "Engineer",
+            "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            "entitlements": [{"value": "Sales User"}]
+        }))
+        .await;
+    let id = user["id"].as_str().unwrap().to_string();
+    let ada = dir.dn("uid=ada,ou=people").to_lowercase();
+    dir.await_members("Sales User", std::slice::from_ref(&ada))
+        .await;
+    eventually(20, "the account recorded", || async {
+        match up
+            .admin_get(&format!("/apps/directory/accounts/{id}"))
+            .await
+        {
+            (200, _) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let clean = reconcile(&up, "directory", false).await;
+    assert_eq!(clean["counts"]["drifted"], 0, "{clean:#}");
+
+    // By hand: Admin granted, Sales User taken away.
+    let mut ldap = dir.connect().await;
+    for (role, m) in [
+        ("Admin", ldap3::Mod::Add("member", [ada.as_str()].into())),
+        (
+            "Sales User",
+            ldap3::Mod::Delete("member", [ada.as_str()].into()),
+        ),
+    ] {
+        ldap.modify(&dir.dn(&format!("cn={role},ou=roles")), vec![m])
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+    }
+    let report = reconcile(&up, "directory", false).await;
+    assert_eq!(report["counts"]["drifted"], 1, "{report:#}");
+    assert_eq!(report["counts"]["orphans"], 0, "{report:#}");
+    let drift = &report["drifted"][0];
+    assert_eq!(drift["identity"], id.as_str());
+    assert_eq!(
+        drift["attributes"].as_array().unwrap().len(),
+        1,
+        "{drift:#}"
+    );
+    let ents = &drift["attributes"][0];
+    assert_eq!(ents["attribute"], "entitlements");
+    assert_eq!(ents["missing"], json!(["Sales User"]), "{ents:#}");
+    assert_eq!(ents["surplus"], json!(["Admin"]), "{ents:#}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        dir.members("Admin").await,
+        vec![ada.clone()],
+        "a dry run changes nothing"
+    );
+
+    let fixed = reconcile(&up, "directory", true).await;
+    assert_eq!(fixed["counts"]["drifted"], 1, "{fixed:#}");
+    dir.await_members("Admin", &[]).await;
+    dir.await_members("Sales User", std::slice::from_ref(&ada))
+        .await;
+    assert_clean(&up, "directory", 0).await;
 }
 
 // ---------------------------------------------------------------------------

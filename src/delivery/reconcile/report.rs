@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::drift::AttributeDrift;
+use crate::format::csv_report_field as csv_field;
 
 /// An account in the app that no identity should have.
 #[derive(Debug, Clone, Serialize)]
@@ -108,14 +109,6 @@ pub struct Report {
     pub missing: Vec<Missing>,
     /// Accounts with drifted attributes.
     pub drifted: Vec<Drifted>,
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 fn csv_value(v: &Value) -> String {
