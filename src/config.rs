@@ -6,12 +6,17 @@
 //! `SCIM_GATEWAY_BASE_URL`, `SCIM_GATEWAY_LOG_FORMAT`) → command-line flags.
 //! Token secrets never live in the file in clear: a token is configured by
 //! its SHA-256 hash, or read from an environment variable and hashed at load.
+//! JSON Web Token keys (`[[auth.jwt]]`) live in the `jwt` submodule.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+mod jwt;
+
+pub use jwt::{AuthSettings, JwtAlgorithm, JwtKeySettings, KeyMaterial};
 
 /// Tenant used for tokens that come from the environment or the development token.
 pub const DEFAULT_TENANT: &str = "default";
@@ -36,6 +41,8 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// The admin API.
     pub admin: AdminSettings,
+    /// JSON Web Token keys (admin, auditor and SCIM access).
+    pub auth: AuthSettings,
     /// Access rules: which identities get which apps and entitlements.
     pub rules: Vec<RuleSettings>,
     /// Identity-wide lifecycle settings.

@@ -213,7 +213,8 @@ fn main() -> anyhow::Result<()> {
                 settings.server.listen = l;
             }
             let mut tokens = settings.token_hashes()?;
-            if tokens.is_empty() {
+            // JWT keys are a deliberate configuration: no development token then.
+            if tokens.is_empty() && settings.auth.jwt.is_empty() {
                 tokens.push(development_token(&settings)?);
             }
             serve(settings, tokens)

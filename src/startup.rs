@@ -11,9 +11,9 @@ use anyhow::Context;
 
 use crate::config::{AppSettings, DeliverySettings, Settings, TokenHash};
 use crate::delivery::{AppAdapters, Engine, Fanout};
-use crate::http::admin::AdminTokens;
-use crate::http::auth::TokenStore;
+use crate::http::auth::{AdminTokens, TokenStore};
 use crate::http::body::BodyLimits;
+use crate::http::jwt::JwtKeys;
 use crate::http::{HttpSettings, configure, middleware};
 use crate::lifecycle::Apps;
 use crate::scim::schema::Registry;
@@ -79,6 +79,8 @@ impl Application {
         let admin = web::Data::new(AdminTokens::new(
             settings.admin_token_hashes().context("admin tokens")?,
         ));
+        let jwt =
+            web::Data::new(JwtKeys::from_settings(&settings.auth.jwt).context("in [[auth.jwt]]")?);
         let svc = web::Data::new(service.clone());
         let reg = web::Data::from(registry);
         let http = web::Data::new(http);
@@ -87,6 +89,7 @@ impl Application {
                 .wrap(from_fn(middleware::observe))
                 .app_data(tokens.clone())
                 .app_data(admin.clone())
+                .app_data(jwt.clone())
                 .app_data(adapters.clone())
                 .app_data(svc.clone())
                 .app_data(reg.clone())

@@ -1,7 +1,11 @@
 //! The admin API under `/admin/`: apps and their delivery jobs.
 //!
-//! Admin tokens are separate from SCIM tokens (a SCIM token never opens
-//! these endpoints) and kept as SHA-256 hashes, compared in constant time.
+//! Callers authenticate with an admin token or a JWT (`super::auth`). The
+//! `admin` role may call everything here; the `auditor` role only the
+//! read-only reports (and `GET /admin/audit`). A caller limited to one
+//! tenant sees and acts on that tenant's apps only (other apps are 404),
+//! gets its tenant forced on reports, and cannot preview a configuration
+//! for every tenant (`/admin/plan`).
 //!
 //! | method | path | what |
 //! |---|---|---|
@@ -19,61 +23,20 @@
 //! | GET  | `/admin/reports/access?format=csv\|ndjson&tenant=` | who holds what, why and since when |
 //! | POST | `/admin/plan` (body: candidate TOML configuration) | what it would change, per app |
 
-use std::future::{Ready, ready};
+use std::sync::Arc;
 
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
-use super::auth::bearer;
-use crate::config::hash_token;
+use super::auth::{Admin, AdminCaller, AuditReader};
 use crate::delivery::{AppAdapters, ReconcileError, decide, reconcile};
 use crate::error::ScimError;
 use crate::format::now;
+use crate::lifecycle::AppPolicy;
 use crate::scim::service::Service;
 use crate::store::jobs::{self, state};
 use crate::store::{self, AuditEvent};
-
-/// The configured admin tokens: `(name, SHA-256)`.
-#[derive(Debug, Clone, Default)]
-pub struct AdminTokens(Vec<(String, [u8; 32])>);
-
-impl AdminTokens {
-    /// Wraps resolved hashes.
-    pub fn new(tokens: Vec<(String, [u8; 32])>) -> Self {
-        Self(tokens)
-    }
-
-    fn authenticate(&self, secret: &str) -> Option<String> {
-        let presented = hash_token(secret);
-        let mut found = None;
-        for (name, hash) in &self.0 {
-            if bool::from(hash.ct_eq(&presented)) && found.is_none() {
-                found = Some(name.clone());
-            }
-        }
-        found
-    }
-}
-
-/// An authenticated admin (by token name).
-#[derive(Debug, Clone)]
-pub struct Admin(pub String);
-
-impl FromRequest for Admin {
-    type Error = ScimError;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let found = (|| {
-            let tokens = req.app_data::<web::Data<AdminTokens>>()?;
-            tokens.authenticate(bearer(req)?)
-        })();
-        ready(found.map(Admin).ok_or_else(ScimError::unauthorized))
-    }
-}
 
 fn json_ok(v: Value) -> HttpResponse {
     HttpResponse::Ok()
@@ -81,22 +44,19 @@ fn json_ok(v: Value) -> HttpResponse {
         .body(v.to_string())
 }
 
-fn known_app(svc: &Service, app: &str) -> Result<(), ScimError> {
+/// The app, if the caller may see it: an app of another tenant is as
+/// absent to a tenant-scoped caller as one that does not exist (404).
+fn known_app(svc: &Service, caller: &AdminCaller, app: &str) -> Result<Arc<AppPolicy>, ScimError> {
     svc.fanout
         .apps()
         .get(app)
-        .map(|_| ())
+        .filter(|policy| caller.sees_tenant(&policy.tenant))
+        .cloned()
         .ok_or_else(|| ScimError::not_found(format!("No app is named '{app}'.")))
 }
 
-async fn app_summary(svc: &Service, name: &str) -> Result<Value, ScimError> {
-    let policy = svc
-        .fanout
-        .apps()
-        .get(name)
-        .cloned()
-        .ok_or_else(|| ScimError::not_found(format!("No app is named '{name}'.")))?;
-    let app = name.to_string();
+async fn app_summary(svc: &Service, policy: &AppPolicy) -> Result<Value, ScimError> {
+    let app = policy.name.clone();
     let (counts, paused) = svc
         .db
         .run(move |conn| Ok((jobs::count_by_state(conn, &app)?, jobs::paused(conn, &app)?)))
@@ -118,41 +78,50 @@ async fn app_summary(svc: &Service, name: &str) -> Result<Value, ScimError> {
 }
 
 /// `GET /admin/apps`.
-pub async fn list_apps(_: Admin, svc: web::Data<Service>) -> Result<HttpResponse, ScimError> {
+pub async fn list_apps(admin: Admin, svc: web::Data<Service>) -> Result<HttpResponse, ScimError> {
     let mut out = Vec::new();
-    let names: Vec<String> = svc.fanout.apps().all().map(|a| a.name.clone()).collect();
-    for name in names {
-        out.push(app_summary(&svc, &name).await?);
+    let apps: Vec<Arc<AppPolicy>> = svc
+        .fanout
+        .apps()
+        .all()
+        .filter(|a| admin.sees_tenant(&a.tenant))
+        .cloned()
+        .collect();
+    for policy in apps {
+        out.push(app_summary(&svc, &policy).await?);
     }
     Ok(json_ok(json!({ "apps": out })))
 }
 
 /// `GET /admin/apps/{app}`.
 pub async fn get_app(
-    _: Admin,
+    admin: Admin,
     app: web::Path<String>,
     svc: web::Data<Service>,
 ) -> Result<HttpResponse, ScimError> {
-    Ok(json_ok(app_summary(&svc, &app).await?))
+    let policy = known_app(&svc, &admin, &app)?;
+    Ok(json_ok(app_summary(&svc, &policy).await?))
 }
 
+/// The audit row of an admin action on an app; it carries the app's tenant,
+/// so an auditor limited to that tenant sees it.
 fn admin_audit(
     admin: &Admin,
     action: &str,
-    app: &str,
+    app: &AppPolicy,
     id: Option<&str>,
     detail: Value,
 ) -> AuditEvent {
     AuditEvent {
         at: now(),
-        tenant: None,
-        actor: format!("admin/{}", admin.0),
+        tenant: Some(app.tenant.clone()),
+        actor: admin.actor.clone(),
         action: action.to_string(),
         resource_type: None,
         resource_id: id.map(str::to_string),
         outcome: "success".into(),
         detail: Some(detail.to_string()),
-        app: Some(app.to_string()),
+        app: Some(app.name.clone()),
     }
 }
 
@@ -169,8 +138,9 @@ async fn set_paused(
     paused: bool,
     reason: Option<String>,
 ) -> Result<HttpResponse, ScimError> {
-    known_app(&svc, &app)?;
+    let policy = known_app(&svc, &admin, &app)?;
     let a = app.clone();
+    let p = policy.clone();
     svc.db
         .write(move |conn| {
             let at = now();
@@ -182,14 +152,14 @@ async fn set_paused(
             };
             store::insert_audit(
                 conn,
-                &admin_audit(&admin, action, &a, None, json!({ "reason": reason })),
+                &admin_audit(&admin, action, &p, None, json!({ "reason": reason })),
             )
         })
         .await?;
     if !paused {
         svc.fanout.wake(&app);
     }
-    Ok(json_ok(app_summary(&svc, &app).await?))
+    Ok(json_ok(app_summary(&svc, &policy).await?))
 }
 
 /// `POST /admin/apps/{app}/pause` with an optional `{"reason": "…"}`.
@@ -222,13 +192,13 @@ pub struct JobQuery {
 
 /// `GET /admin/apps/{app}/jobs`.
 pub async fn list_jobs(
-    _: Admin,
+    admin: Admin,
     app: web::Path<String>,
     query: web::Query<JobQuery>,
     svc: web::Data<Service>,
 ) -> Result<HttpResponse, ScimError> {
     let app = app.into_inner();
-    known_app(&svc, &app)?;
+    known_app(&svc, &admin, &app)?;
     let q = query.into_inner();
     if let Some(s) = &q.state
         && ![state::PENDING, state::RUNNING, state::DEAD].contains(&s.as_str())
@@ -250,12 +220,12 @@ pub async fn list_jobs(
 
 /// `GET /admin/apps/{app}/jobs/{id}`.
 pub async fn get_job(
-    _: Admin,
+    admin: Admin,
     path: web::Path<(String, String)>,
     svc: web::Data<Service>,
 ) -> Result<HttpResponse, ScimError> {
     let (app, id) = path.into_inner();
-    known_app(&svc, &app)?;
+    known_app(&svc, &admin, &app)?;
     let job = svc
         .db
         .run(move |conn| jobs::find_job(conn, &app, &id))
@@ -270,12 +240,12 @@ pub async fn get_job(
 
 /// `GET /admin/apps/{app}/accounts/{id}`.
 pub async fn get_account(
-    _: Admin,
+    admin: Admin,
     path: web::Path<(String, String)>,
     svc: web::Data<Service>,
 ) -> Result<HttpResponse, ScimError> {
     let (app, id) = path.into_inner();
-    known_app(&svc, &app)?;
+    known_app(&svc, &admin, &app)?;
     let account = svc
         .db
         .run(move |conn| store::find_account(conn, &app, &id))
@@ -294,7 +264,7 @@ async fn retry(
     id: Option<String>,
     svc: web::Data<Service>,
 ) -> Result<HttpResponse, ScimError> {
-    known_app(&svc, &app)?;
+    let policy = known_app(&svc, &admin, &app)?;
     let a = app.clone();
     let n = svc
         .db
@@ -305,7 +275,7 @@ async fn retry(
                 &admin_audit(
                     &admin,
                     "admin.jobs.retry",
-                    &a,
+                    &policy,
                     id.as_deref(),
                     json!({ "retried": n }),
                 ),
@@ -344,19 +314,20 @@ pub async fn release_quarantine(
     svc: web::Data<Service>,
 ) -> Result<HttpResponse, ScimError> {
     let app = app.into_inner();
-    known_app(&svc, &app)?;
+    let policy = known_app(&svc, &admin, &app)?;
     let a = app.clone();
+    let p = policy.clone();
     svc.db
         .write(move |conn| {
             jobs::set_paused(conn, &a, false, Some(jobs::RELEASED), &now())?;
             store::insert_audit(
                 conn,
-                &admin_audit(&admin, "admin.quarantine.release", &a, None, json!({})),
+                &admin_audit(&admin, "admin.quarantine.release", &p, None, json!({})),
             )
         })
         .await?;
     svc.fanout.wake(&app);
-    Ok(json_ok(app_summary(&svc, &app).await?))
+    Ok(json_ok(app_summary(&svc, &policy).await?))
 }
 
 /// `POST /admin/apps/{app}/quarantine/discard`: drops every held job that
@@ -368,13 +339,8 @@ pub async fn discard_quarantine(
     svc: web::Data<Service>,
 ) -> Result<HttpResponse, ScimError> {
     let app = app.into_inner();
-    known_app(&svc, &app)?;
-    let policy = svc
-        .fanout
-        .apps()
-        .get(&app)
-        .cloned()
-        .ok_or_else(|| ScimError::not_found("No such app."))?;
+    let policy = known_app(&svc, &admin, &app)?;
+    let p = policy.clone();
     let reg = svc.registry.clone();
     let a = app.clone();
     let dropped = svc
@@ -388,7 +354,7 @@ pub async fn discard_quarantine(
                 let Some(last) = page.last() else { break };
                 after = Some(last.resource_id.clone());
                 for job in &page {
-                    let d = decide(conn, &reg, &policy, &job.tenant, &job.resource_id, now)?;
+                    let d = decide(conn, &reg, &p, &job.tenant, &job.resource_id, now)?;
                     if d.plan.deprovisions() {
                         jobs::delete_pending(conn, &a, &job.resource_id)?;
                         dropped.push(job.resource_id.clone());
@@ -401,7 +367,7 @@ pub async fn discard_quarantine(
                 &admin_audit(
                     &admin,
                     "admin.quarantine.discard",
-                    &a,
+                    &p,
                     None,
                     json!({ "discarded": dropped.len(), "identities": dropped }),
                 ),
@@ -410,7 +376,7 @@ pub async fn discard_quarantine(
         })
         .await?;
     svc.fanout.wake(&app);
-    let mut summary = app_summary(&svc, &app).await?;
+    let mut summary = app_summary(&svc, &policy).await?;
     summary["discarded"] = json!(dropped);
     Ok(json_ok(summary))
 }
@@ -439,18 +405,13 @@ pub async fn reconcile_app(
         Some("csv") => true,
         Some(_) => return Err(ScimError::invalid_value("format must be json or csv.")),
     };
-    let policy = svc
-        .fanout
-        .apps()
-        .get(&app)
-        .cloned()
-        .ok_or_else(|| ScimError::not_found(format!("No app is named '{app}'.")))?;
+    let policy = known_app(&svc, &admin, &app)?;
     let adapter = adapters.get(&app).ok_or_else(|| {
         ScimError::invalid_value(format!(
             "App '{app}' has no adapter: there is nothing to list."
         ))
     })?;
-    let actor = format!("admin/{}", admin.0);
+    let actor = admin.actor.clone();
     let remediate = q.remediate.unwrap_or(false);
     let report = reconcile(
         &svc.db,
@@ -492,18 +453,18 @@ pub struct ReportQuery {
 /// entitlement (empty for the account itself), the rule that grants it,
 /// since when and until when — as CSV or NDJSON, streamed page by page.
 pub async fn access_report(
-    _: Admin,
+    reader: AuditReader,
     query: web::Query<ReportQuery>,
     svc: web::Data<Service>,
 ) -> Result<HttpResponse, ScimError> {
     use crate::lifecycle::report::{self, Cursor, Format};
     let q = query.into_inner();
+    let tenant = reader.tenant_filter(q.tenant)?;
     let format = match q.format.as_deref() {
         None => Format::Ndjson,
         Some(f) => f.parse::<Format>().map_err(ScimError::invalid_value)?,
     };
     let db = svc.db.clone();
-    let tenant = q.tenant;
     let header =
         (format == Format::Csv).then(|| web::Bytes::from_static(report::CSV_HEADER.as_bytes()));
     // The state is the cursor of the next page: `Some(None)` is the first,
@@ -544,10 +505,11 @@ pub async fn access_report(
 /// `[lifecycle]` are used). Answers what it would do to every app — per app,
 /// counts and the operations with their reasons — without doing any of it.
 pub async fn plan_preview(
-    _: Admin,
+    admin: Admin,
     body: web::Bytes,
     svc: web::Data<Service>,
 ) -> Result<HttpResponse, ScimError> {
+    admin.require_all_tenants()?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ScimError::invalid_syntax("The configuration must be UTF-8 TOML."))?;
     let candidate = crate::config::Settings::parse(text)

@@ -8,11 +8,15 @@
 //! `chain_pos`, `prev_hash` and `hash`: an unfiltered NDJSON export verifies
 //! offline with `scim-gateway audit verify --file`, a filtered one with
 //! `--partial` (rows whose predecessor is in the file).
+//!
+//! Admins and auditors may export; a caller limited to one tenant gets that
+//! tenant's rows only (rows with no tenant, such as `audit.prune`, are not
+//! among them).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::admin::Admin;
+use super::auth::AuditReader;
 use crate::audit::export::{Format, PAGE, parse_time};
 use crate::error::ScimError;
 use crate::scim::service::Service;
@@ -61,11 +65,12 @@ fn parse_query(req: &HttpRequest) -> Result<(Format, AuditFilter), ScimError> {
 
 /// `GET /admin/audit`.
 pub async fn export_audit(
-    _: Admin,
+    reader: AuditReader,
     req: HttpRequest,
     svc: web::Data<Service>,
 ) -> Result<HttpResponse, ScimError> {
-    let (format, filter) = parse_query(&req)?;
+    let (format, mut filter) = parse_query(&req)?;
+    filter.tenant = reader.tenant_filter(filter.tenant)?;
     let db = svc.db.clone();
     let header = web::Bytes::from_static(format.header().as_bytes());
     let first = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(header) });

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod bulk;
 pub mod discovery;
+pub mod jwt;
 pub mod middleware;
 pub mod resources;
 

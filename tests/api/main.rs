@@ -13,6 +13,7 @@ mod discovery;
 mod errors;
 mod filters;
 mod helpers;
+mod jwt;
 mod lifecycle;
 mod multi_process;
 mod patch;
