@@ -12,7 +12,8 @@
 //! died) can be claimed again.
 //!
 //! The SQL uses `$n` placeholders on both backends: SQLite treats `$1` as a
-//! named parameter numbered by first appearance, which is the same order.
+//! named parameter numbered by first appearance, so in every statement here
+//! the placeholders first appear in ascending order.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -90,7 +91,7 @@ macro_rules! on_backend {
 
 const ENQUEUE: &str = "\
 INSERT INTO sync_jobs (app, resource_id, tenant, state, generation, attempts, next_attempt_at, created_at, updated_at, priority) \
-VALUES ($1, $2, $3, 'pending', 1, 0, $6, $4, $4, $5) \
+VALUES ($1, $2, $3, 'pending', 1, 0, $4, $5, $5, $6) \
 ON CONFLICT (app, resource_id) DO UPDATE SET \
   generation = sync_jobs.generation + 1, \
   priority = CASE WHEN excluded.priority > sync_jobs.priority THEN excluded.priority ELSE sync_jobs.priority END, \
@@ -135,13 +136,15 @@ pub fn enqueue_with(
     let mut n = 0;
     for app in apps {
         for id in ids {
+            // Bound in the order the placeholders first appear: SQLite
+            // numbers `$n` by first appearance, not by `n`.
             n += on_backend!(conn, c => diesel::sql_query(ENQUEUE)
                 .bind::<Text, _>(app)
                 .bind::<Text, _>(id)
                 .bind::<Text, _>(tenant)
+                .bind::<Text, _>(due)
                 .bind::<Text, _>(now)
                 .bind::<BigInt, _>(priority)
-                .bind::<Text, _>(due)
                 .execute(c)?);
         }
     }
