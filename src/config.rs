@@ -469,6 +469,18 @@ pub struct ServerSettings {
     pub max_json_depth: usize,
     /// Number of HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate and key.
+    pub tls: Option<TlsSettings>,
+}
+
+/// The server certificate: PEM files, as issued by any CA or cert-manager.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The certificate chain (leaf first), PEM.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1), PEM.
+    pub key: PathBuf,
 }
 
 impl Default for ServerSettings {
@@ -479,6 +491,7 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             max_json_depth: 32,
             workers: 0,
+            tls: None,
         }
     }
 }

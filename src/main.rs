@@ -142,6 +142,7 @@ async fn serve(settings: Settings, tokens: Vec<TokenHash>) -> anyhow::Result<()>
     tracing::info!(
         listen = %settings.server.listen,
         port = app.port(),
+        tls = settings.server.tls.is_some(),
         database = %describe(&settings.database.url),
         "scim-gateway listening; SCIM base path /scim/v2"
     );

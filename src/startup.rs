@@ -1,5 +1,6 @@
 //! Building and running the application: store, registry, tokens, HTTP
-//! server. Tests build it the same way on port 0 (`Application::build`).
+//! server (plain or TLS). Tests build it the same way on port 0
+//! (`Application::build`).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -30,8 +31,17 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store (applying migrations), loads schemas and binds the listener.
+    /// Opens the store (applying migrations), loads schemas and the TLS
+    /// certificate, and binds the listener.
     pub fn build(settings: &Settings, tokens: Vec<TokenHash>) -> anyhow::Result<Self> {
+        // The cheapest mistakes to find come first: a bad certificate
+        // should not wait for a database migration.
+        let tls = settings
+            .server
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()?;
         let db = Db::open(&settings.database).context("opening the database")?;
         let registry = Arc::new(Registry::load(&settings.scim).context("loading schemas")?);
         let apps = Arc::new(
@@ -92,8 +102,11 @@ impl Application {
                 .app_data(reg.clone())
                 .app_data(http.clone())
                 .configure(configure)
-        })
-        .listen(listener)?;
+        });
+        server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        };
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }

@@ -135,7 +135,12 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let mut tokens = test_tokens();
     tokens.extend(settings.token_hashes().expect("configured tokens"));
     let app = Application::build(&settings, tokens).expect("build app");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    // A TLS test's certificate names `localhost`; its client trusts it.
+    let origin = match settings.server.tls {
+        Some(_) => "https://localhost",
+        None => "http://127.0.0.1",
+    };
+    let address = format!("{origin}:{}", app.port());
     app.start_delivery().await.expect("start delivery");
     tokio::spawn(app.run_until_stopped());
     TestApp {

@@ -21,3 +21,4 @@ mod regressions;
 mod resources;
 mod search;
 mod smoke;
+mod tls;
