@@ -5,7 +5,7 @@
 //! [`store`] (one transaction writes the change, its audit row and a sync job
 //! per app) → [`lifecycle`] (which apps, which account) → [`delivery`]
 //! (claim, converge, retry) → [`adapters`] (scim, webhook). [`audit`] stands
-//! beside them.
+//! beside them; [`metrics`], [`telemetry`] and [`tls`] serve operations.
 
 pub mod adapters;
 pub mod audit;
@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod scim;
 pub mod startup;
 pub mod store;

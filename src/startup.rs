@@ -1,5 +1,5 @@
 //! Building and running the application: store, registry, tokens, HTTP
-//! server (plain or TLS). Tests build it the same way on port 0
+//! server (plain or TLS), metrics. Tests build it the same way on port 0
 //! (`Application::build`).
 
 use std::net::TcpListener;
@@ -15,8 +15,10 @@ use crate::delivery::{AppAdapters, Engine, Fanout};
 use crate::http::admin::AdminTokens;
 use crate::http::auth::TokenStore;
 use crate::http::body::BodyLimits;
+use crate::http::metrics::MetricsAccess;
 use crate::http::{HttpSettings, configure, middleware};
 use crate::lifecycle::Apps;
+use crate::metrics::Metrics;
 use crate::scim::schema::Registry;
 use crate::scim::service::Service;
 use crate::store::Db;
@@ -28,6 +30,7 @@ pub struct Application {
     service: Service,
     apps: Vec<AppSettings>,
     delivery: DeliverySettings,
+    metrics: Metrics,
 }
 
 impl Application {
@@ -89,9 +92,20 @@ impl Application {
         let admin = web::Data::new(AdminTokens::new(
             settings.admin_token_hashes().context("admin tokens")?,
         ));
+        let metrics = Metrics::new().context("registering metrics")?;
+        let access = web::Data::new(MetricsAccess {
+            tokens: settings
+                .metrics_token_hashes()
+                .context("metrics tokens")?
+                .into_iter()
+                .map(|(_, hash)| hash)
+                .collect(),
+            public: settings.metrics.public,
+        });
         let svc = web::Data::new(service.clone());
         let reg = web::Data::from(registry);
         let http = web::Data::new(http);
+        let scrape = web::Data::new(metrics.clone());
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(middleware::observe))
@@ -101,6 +115,8 @@ impl Application {
                 .app_data(svc.clone())
                 .app_data(reg.clone())
                 .app_data(http.clone())
+                .app_data(scrape.clone())
+                .app_data(access.clone())
                 .configure(configure)
         });
         server = match tls {
@@ -116,6 +132,7 @@ impl Application {
             service,
             apps: settings.apps.clone(),
             delivery: settings.delivery.clone(),
+            metrics,
         })
     }
 
@@ -131,6 +148,7 @@ impl Application {
             self.service.fanout.clone(),
             &self.apps,
             &self.delivery,
+            self.metrics.clone(),
         )
         .await?;
         Ok(Some(engine))

@@ -15,6 +15,7 @@ use crate::adapters::{Adapter, AdapterError, Applied, ErrorKind, OpContext};
 use crate::config::{AppSettings, DeliverySettings};
 use crate::lifecycle::AppPolicy;
 use crate::lifecycle::grants::Revocation;
+use crate::metrics::Metrics;
 use crate::scim::schema::Registry;
 use crate::scim::service::Kind;
 use crate::store::grants::GrantRow;
@@ -109,6 +110,7 @@ struct Shared {
     db: Db,
     registry: Arc<Registry>,
     worker: String,
+    metrics: Metrics,
 }
 
 /// The delivery engine: one loop per pushing app.
@@ -144,6 +146,7 @@ impl Engine {
         fanout: Fanout,
         apps: &[AppSettings],
         defaults: &DeliverySettings,
+        metrics: Metrics,
     ) -> anyhow::Result<Self> {
         let mut runtimes = Vec::new();
         for app in apps {
@@ -191,6 +194,7 @@ impl Engine {
                 std::process::id(),
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
+            metrics,
         });
         let poll = Duration::from_millis(defaults.poll_ms.max(10));
         let mut tasks = Vec::new();
@@ -571,6 +575,7 @@ async fn run_job(rt: Arc<AppRuntime>, shared: Arc<Shared>, job: JobRow) -> Healt
     };
     let rt2 = rt.clone();
     let worker = shared.worker.clone();
+    let created_at = job.created_at.clone();
     let recorded = shared
         .db
         .write(move |conn| {
@@ -579,10 +584,37 @@ async fn run_job(rt: Arc<AppRuntime>, shared: Arc<Shared>, job: JobRow) -> Healt
             )
         })
         .await;
-    if let Err(e) = recorded {
-        tracing::warn!(app = %rt.policy.name, error = %e, "recording a delivery outcome failed; the job will run again");
+    match recorded {
+        Ok(r) => observe(&shared.metrics, &rt.policy.name, &r, &created_at),
+        Err(e) => {
+            tracing::warn!(app = %rt.policy.name, error = %e, "recording a delivery outcome failed; the job will run again");
+        }
     }
     health
+}
+
+/// What a recorded job amounted to, for the metrics.
+struct Recorded {
+    /// The adapter operation, when one was made.
+    op: Option<&'static str>,
+    /// `success`, `retry` or `dead_letter`.
+    outcome: &'static str,
+}
+
+/// Counts a committed outcome; a success ends the wait that began when
+/// the job's oldest change was recorded.
+fn observe(metrics: &Metrics, app: &str, r: &Recorded, created_at: &str) {
+    if let Some(op) = r.op {
+        metrics.observe_operation(app, op, r.outcome);
+    }
+    if r.outcome == "success"
+        && let Ok(t) = chrono::DateTime::parse_from_rfc3339(created_at)
+    {
+        let waited = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        metrics.observe_converged(app, waited);
+    }
 }
 
 fn is_deprovision(op: &Plan) -> bool {
@@ -621,8 +653,9 @@ fn safety_check(
     }
     let at = now();
     let reason = format!(
-        "quarantine: {done} disables/deletes since {since} reached the limit of {limit} \
-         ({accounts} accounts); release or discard through the admin API"
+        "{} {done} disables/deletes since {since} reached the limit of {limit} \
+         ({accounts} accounts); release or discard through the admin API",
+        jobs::QUARANTINE
     );
     tracing::warn!(app, %reason, "app quarantined");
     jobs::set_paused(conn, app, true, Some(&reason), &at)?;
@@ -736,14 +769,18 @@ fn record(
     result: Option<Result<Applied, AdapterError>>,
     revision: i64,
     latency_ms: u64,
-) -> Result<(), StoreError> {
+) -> Result<Recorded, StoreError> {
     let at = now();
     let app = rt.policy.name.as_str();
     let op = &decision.plan;
     let Some(result) = result else {
         // Already converged: the grant bookkeeping may still move on.
         settle(conn, rt, job, decision, &at)?;
-        return jobs::complete(conn, job, worker, &at);
+        jobs::complete(conn, job, worker, &at)?;
+        return Ok(Recorded {
+            op: None,
+            outcome: "success",
+        });
     };
     let (kind, before_active, after_active) = match op {
         Plan::Create { kind, account } => (*kind, false, is_active(account)),
@@ -829,7 +866,7 @@ fn record(
             }
             settle(conn, rt, job, decision, &at)?;
             jobs::complete(conn, job, worker, &at)?;
-            "success".to_string()
+            ("success".to_string(), "success")
         }
         Err(e) => {
             detail["status"] = json!(e.status);
@@ -852,7 +889,8 @@ fn record(
                 }
                 ErrorKind::Rejected | ErrorKind::Unauthorized => Retry::Dead,
             };
-            if matches!(retry, Retry::Dead) {
+            let dead = matches!(retry, Retry::Dead);
+            if dead {
                 detail["dead_letter"] = json!(true);
                 tracing::warn!(app, id = %job.resource_id, op = name, error = %e, "delivery failed for good: dead letter");
             } else {
@@ -867,9 +905,11 @@ fn record(
                 e.status.map(i64::from),
                 &at,
             )?;
-            format!("failure: {}", e.message)
+            let counted = if dead { "dead_letter" } else { "retry" };
+            (format!("failure: {}", e.message), counted)
         }
     };
+    let (outcome, counted) = outcome;
     store::insert_audit(
         conn,
         &AuditEvent {
@@ -883,5 +923,9 @@ fn record(
             detail: Some(detail.to_string()),
             app: Some(app.to_string()),
         },
-    )
+    )?;
+    Ok(Recorded {
+        op: Some(name),
+        outcome: counted,
+    })
 }

@@ -60,7 +60,9 @@ pub struct JobRow {
     pub last_error: Option<String>,
     /// HTTP status of the last failure, if any.
     pub last_status: Option<i64>,
-    /// When the row was first written.
+    /// When the oldest change the row still has to deliver was recorded:
+    /// the first write, or, once a run finished while newer changes came in,
+    /// the newest of those (delivery latency and queue age start here).
     pub created_at: String,
     /// When the row last changed.
     pub updated_at: String,
@@ -240,6 +242,9 @@ pub fn complete(
             sync_jobs::claimed_until.eq(None::<String>),
             sync_jobs::last_error.eq(None::<String>),
             sync_jobs::last_status.eq(None::<i64>),
+            // What was recorded before the run is delivered; what is left
+            // came in during it, last touched by its enqueue.
+            sync_jobs::created_at.eq(sync_jobs::updated_at),
             sync_jobs::updated_at.eq(now),
         ))
         .execute(conn)?;
@@ -326,6 +331,9 @@ pub fn hand_back(
 /// The reason recorded when an admin releases a quarantine.
 pub const RELEASED: &str = "released";
 
+/// How the reason of a pause set by the safety net begins.
+pub const QUARANTINE: &str = "quarantine:";
+
 /// When the app's last quarantine was released, if it was.
 pub fn released_at(conn: &mut AnyConnection, app: &str) -> Result<Option<String>, StoreError> {
     Ok(app_state::table
@@ -388,6 +396,42 @@ pub fn next_due(conn: &mut AnyConnection, app: &str) -> Result<Option<String>, S
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     })
+}
+
+/// The jobs of one app in one state.
+#[derive(Debug, Clone)]
+pub struct QueueStat {
+    /// The app.
+    pub app: String,
+    /// The state.
+    pub state: String,
+    /// How many jobs.
+    pub jobs: i64,
+    /// The oldest `created_at` among them.
+    pub oldest: Option<String>,
+}
+
+/// Job counts and oldest change per app and state, for every app: one
+/// aggregate over the (normally short) queue, run at metrics scrapes.
+pub fn queue_stats(conn: &mut AnyConnection) -> Result<Vec<QueueStat>, StoreError> {
+    let rows: Vec<(String, String, i64, Option<String>)> = sync_jobs::table
+        .group_by((sync_jobs::app, sync_jobs::state))
+        .select((
+            sync_jobs::app,
+            sync_jobs::state,
+            diesel::dsl::count_star(),
+            diesel::dsl::min(sync_jobs::created_at),
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(app, state, jobs, oldest)| QueueStat {
+            app,
+            state,
+            jobs,
+            oldest,
+        })
+        .collect())
 }
 
 /// Job counts of an app by state.
@@ -505,6 +549,15 @@ pub fn set_paused(
             .execute(conn)?;
     }
     Ok(())
+}
+
+/// Every paused app, with its reason.
+pub fn find_paused(conn: &mut AnyConnection) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    Ok(app_state::table
+        .filter(app_state::paused.eq(true))
+        .select((app_state::app, app_state::reason))
+        .order(app_state::app)
+        .load(conn)?)
 }
 
 /// Whether an app is paused, and why.
