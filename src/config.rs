@@ -486,6 +486,9 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate and key.
     pub tls: Option<TlsSettings>,
+    /// On SIGTERM or Ctrl-C, how long in-flight requests and adapter calls
+    /// may take to finish before they are cut off, in seconds.
+    pub shutdown_timeout_secs: u64,
 }
 
 /// The server certificate: PEM files, as issued by any CA or cert-manager.
@@ -507,6 +510,8 @@ impl Default for ServerSettings {
             max_json_depth: 32,
             workers: 0,
             tls: None,
+            // Below the 30 s after which Kubernetes (and systemd) send SIGKILL.
+            shutdown_timeout_secs: 25,
         }
     }
 }

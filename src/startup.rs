@@ -1,9 +1,21 @@
 //! Building and running the application: store, registry, tokens, HTTP
 //! server (plain or TLS), metrics. Tests build it the same way on port 0
 //! (`Application::build`).
+//!
+//! Shutdown ([`Application::run_until`]):
+//!
+//! ```text
+//!  SIGTERM / Ctrl-C ─┬─▶ HTTP: listener closed at once (new connections refused),
+//!                    │         in-flight requests finish ─┐
+//!                    └─▶ delivery: no more claims,        ├─ within shutdown_timeout_secs
+//!                              in-flight jobs finish ─────┘
+//!                              ─▶ claims still held are handed back ─▶ exit 0
+//! ```
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -31,6 +43,7 @@ pub struct Application {
     apps: Vec<AppSettings>,
     delivery: DeliverySettings,
     metrics: Metrics,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -118,7 +131,10 @@ impl Application {
                 .app_data(scrape.clone())
                 .app_data(access.clone())
                 .configure(configure)
-        });
+        })
+        // Signals are `run_until`'s: delivery must stop with the server.
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_timeout_secs);
         server = match tls {
             Some(config) => server.listen_rustls_0_23(listener, config)?,
             None => server.listen(listener)?,
@@ -133,6 +149,7 @@ impl Application {
             apps: settings.apps.clone(),
             delivery: settings.delivery.clone(),
             metrics,
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
 
@@ -164,8 +181,48 @@ impl Application {
         &self.service
     }
 
-    /// Runs until the server stops (SIGINT / SIGTERM).
+    /// Serves until the server is stopped (tests: until the runtime ends).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully (see the
+    /// module diagram): in-flight requests and `engine`'s deliveries get
+    /// `server.shutdown_timeout_secs`, then claims still held are handed back.
+    pub async fn run_until(
+        self,
+        engine: Option<Engine>,
+        signal: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let deadline = self.shutdown_timeout;
+        let handle = self.server.handle();
+        let mut server = self.server;
+        let stopped_early = tokio::select! {
+            result = &mut server => Some(result),
+            () = signal => None,
+        };
+        if let Some(result) = stopped_early {
+            // The server ended by itself (it cannot today): stop delivery too.
+            if let Some(engine) = engine {
+                engine.shutdown(deadline).await?;
+            }
+            return Ok(result?);
+        }
+        tracing::info!(
+            deadline_secs = deadline.as_secs(),
+            "shutting down: refusing new connections, finishing in-flight requests and deliveries"
+        );
+        let delivery = async {
+            match engine {
+                Some(engine) => engine.shutdown(deadline).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        // `server` carries out the stop command while it is polled.
+        let ((), served, delivered) = tokio::join!(handle.stop(true), server, delivery);
+        served.context("stopping the HTTP server")?;
+        delivered.context("handing back delivery jobs")?;
+        tracing::info!("scim-gateway stopped");
+        Ok(())
     }
 }

@@ -1,4 +1,8 @@
 //! The app loops: claim due jobs, converge each, record the outcome.
+//!
+//! Shutdown ([`Engine::shutdown`]): every loop stops claiming, the app
+//! loops wait for their in-flight jobs, and whatever is still claimed when
+//! the deadline passes is handed back, due at once, for the next process.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,11 +115,30 @@ struct Shared {
     registry: Arc<Registry>,
     worker: String,
     metrics: Metrics,
+    /// Turns true when the engine shuts down. Kept here, not in [`Engine`],
+    /// so a caller that drops its `Engine` leaves the loops running.
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Sleeps for `d`, or less when shutdown begins; true when it has.
+    async fn sleep_or_stop(&self, d: Duration) -> bool {
+        let mut stop = self.stop.subscribe();
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => true,
+            _ = tokio::time::sleep(d) => false,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
 }
 
 /// The delivery engine: one loop per pushing app.
 pub struct Engine {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    shared: Arc<Shared>,
 }
 
 fn now() -> String {
@@ -195,6 +218,7 @@ impl Engine {
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
             metrics,
+            stop: tokio::sync::watch::Sender::new(false),
         });
         let poll = Duration::from_millis(defaults.poll_ms.max(10));
         let mut tasks = Vec::new();
@@ -212,8 +236,8 @@ impl Engine {
             }
             tasks.push(tokio::spawn(app_loop(rt, shared.clone(), wake)));
         }
-        tasks.push(tokio::spawn(timer_loop(shared, fanout, poll)));
-        Ok(Self { tasks })
+        tasks.push(tokio::spawn(timer_loop(shared.clone(), fanout, poll)));
+        Ok(Self { tasks, shared })
     }
 
     /// Stops every loop (in-flight calls are abandoned; their claims expire).
@@ -222,13 +246,46 @@ impl Engine {
             t.abort();
         }
     }
+
+    /// Shuts delivery down: no loop claims anything more, in-flight jobs
+    /// (adapter calls and their recording) get until `deadline` to finish,
+    /// then the rest are abandoned and every claim this process still holds
+    /// is handed back, due at once. Returns how many were handed back.
+    pub async fn shutdown(self, deadline: Duration) -> Result<usize, StoreError> {
+        self.shared.stop.send_replace(true);
+        let mut tasks = self.tasks;
+        let finished =
+            tokio::time::timeout(deadline, futures_util::future::join_all(tasks.iter_mut())).await;
+        if finished.is_err() {
+            tracing::warn!(
+                deadline_secs = deadline.as_secs_f64(),
+                "delivery did not finish within the shutdown deadline; abandoning in-flight jobs"
+            );
+            // Those the join already finished have given up their output.
+            let left: Vec<_> = tasks.into_iter().filter(|t| !t.is_finished()).collect();
+            for t in &left {
+                t.abort();
+            }
+            for t in left {
+                let _ = t.await;
+            }
+        }
+        let worker = self.shared.worker.clone();
+        let released = self
+            .shared
+            .db
+            .write(move |conn| jobs::release_claims(conn, &worker, &now()))
+            .await?;
+        tracing::info!(released, "delivery stopped");
+        Ok(released)
+    }
 }
 
 /// Turns due lifecycle timers (grant expiries, grace periods, end dates)
 /// into sync jobs. Taking a timer deletes it in the transaction that
 /// enqueues its job, so across processes each timer fires once.
 async fn timer_loop(shared: Arc<Shared>, fanout: Fanout, poll: Duration) {
-    loop {
+    while !shared.stopping() {
         let due = shared
             .db
             .write(|conn| {
@@ -273,7 +330,9 @@ async fn timer_loop(shared: Arc<Shared>, fanout: Fanout, poll: Duration) {
             })
             .unwrap_or(poll)
             .min(poll);
-        tokio::time::sleep(wait).await;
+        if shared.sleep_or_stop(wait).await {
+            return;
+        }
     }
 }
 
@@ -291,7 +350,7 @@ async fn reconcile_loop(
 ) {
     let name = rt.policy.name.clone();
     let retry = every.min(Duration::from_secs(60));
-    loop {
+    while !shared.stopping() {
         let wait = match reconcile_due_in(&shared, &name, every).await {
             Ok(w) => w,
             Err(e) => {
@@ -300,7 +359,7 @@ async fn reconcile_loop(
             }
         };
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            shared.sleep_or_stop(wait).await;
             continue;
         }
         let lock = match shared.db.target() {
@@ -310,17 +369,17 @@ async fn reconcile_loop(
                     Ok(Ok(Some(lock))) => Some(lock),
                     Ok(Ok(None)) => {
                         // Another process is reconciling the app right now.
-                        tokio::time::sleep(retry).await;
+                        shared.sleep_or_stop(retry).await;
                         continue;
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(app = %name, error = %e, "taking the reconciliation lock failed");
-                        tokio::time::sleep(retry).await;
+                        shared.sleep_or_stop(retry).await;
                         continue;
                     }
                     Err(e) => {
                         tracing::error!(app = %name, error = %e, "reconciliation lock task failed");
-                        tokio::time::sleep(retry).await;
+                        shared.sleep_or_stop(retry).await;
                         continue;
                     }
                 }
@@ -417,7 +476,8 @@ async fn app_loop(rt: Arc<AppRuntime>, shared: Arc<Shared>, wake: Arc<tokio::syn
     let name = rt.policy.name.clone();
     let mut running: JoinSet<Health> = JoinSet::new();
     let mut breaker = Breaker::default();
-    loop {
+    let mut stop = shared.stop.subscribe();
+    while !shared.stopping() {
         // Collect what finished and let it steer the breaker.
         while let Some(done) = running.try_join_next() {
             breaker.observe(done, &rt.settings, &name);
@@ -446,7 +506,7 @@ async fn app_loop(rt: Arc<AppRuntime>, shared: Arc<Shared>, wake: Arc<tokio::syn
                 }
                 Err(e) => {
                     tracing::warn!(app = %name, error = %e, "claiming delivery jobs failed");
-                    tokio::time::sleep(rt.settings.poll).await;
+                    shared.sleep_or_stop(rt.settings.poll).await;
                     continue;
                 }
             }
@@ -473,11 +533,20 @@ async fn app_loop(rt: Arc<AppRuntime>, shared: Arc<Shared>, wake: Arc<tokio::syn
             tokio::select! {
                 _ = wake.notified(), if !blocked => {}
                 _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => {}
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     breaker.observe(done, &rt.settings, &name);
                 }
             }
         }
+    }
+    // Shutting down: claim nothing more, let what runs finish (the engine
+    // abandons it at its deadline).
+    if !running.is_empty() {
+        tracing::info!(app = %name, in_flight = running.len(), "waiting for in-flight deliveries");
+    }
+    while let Some(done) = running.join_next().await {
+        breaker.observe(done, &rt.settings, &name);
     }
 }
 

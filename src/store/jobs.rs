@@ -360,7 +360,9 @@ pub fn release_all_claims(conn: &mut AnyConnection, now: &str) -> Result<usize, 
     )
 }
 
-/// Returns the claims a worker still holds (graceful shutdown).
+/// Returns the claims a worker still holds (graceful shutdown): due at
+/// once for whichever process claims next, and the interrupted attempt
+/// does not count towards the dead-letter limit.
 pub fn release_claims(
     conn: &mut AnyConnection,
     worker: &str,
@@ -373,9 +375,11 @@ pub fn release_claims(
     )
     .set((
         sync_jobs::state.eq(state::PENDING),
+        sync_jobs::attempts.eq(sync_jobs::attempts - 1),
         sync_jobs::next_attempt_at.eq(now),
         sync_jobs::claimed_by.eq(None::<String>),
         sync_jobs::claimed_until.eq(None::<String>),
+        sync_jobs::updated_at.eq(now),
     ))
     .execute(conn)?)
 }

@@ -39,7 +39,8 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
-    fn create(server: &str) -> Self {
+    /// Creates a database with a fresh name on `server`.
+    pub fn create(server: &str) -> Self {
         use diesel::Connection;
         use diesel::connection::SimpleConnection;
         let server = server.trim_end_matches('/').to_string();
@@ -52,7 +53,8 @@ impl PgDatabase {
         Self { server, name }
     }
 
-    fn url(&self) -> String {
+    /// The database's URL.
+    pub fn url(&self) -> String {
         format!("{}/{}", self.server, self.name)
     }
 }
