@@ -22,6 +22,7 @@ mod reconcile;
 mod regressions;
 mod resources;
 mod search;
+mod secrets;
 mod shutdown;
 mod smoke;
 mod tls;
