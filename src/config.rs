@@ -3,7 +3,8 @@
 //!
 //! Precedence, lowest first: built-in defaults → `--config` file →
 //! environment (`SCIM_GATEWAY_LISTEN`, `DATABASE_URL`, `SCIM_GATEWAY_TOKEN`,
-//! `SCIM_GATEWAY_BASE_URL`, `SCIM_GATEWAY_LOG_FORMAT`) → command-line flags.
+//! `SCIM_GATEWAY_BASE_URL`, `SCIM_GATEWAY_LOG_FORMAT`,
+//! `SCIM_GATEWAY_METRICS_TOKEN`) → command-line flags.
 //! Token secrets never live in the file in clear: a token is configured by
 //! its SHA-256 hash, or read from an environment variable and hashed at load.
 //! JSON Web Token keys (`[[auth.jwt]]`) live in the `jwt` submodule.
@@ -49,6 +50,20 @@ pub struct Settings {
     pub lifecycle: LifecycleSettings,
     /// Audit trail retention.
     pub audit: AuditSettings,
+    /// The Prometheus `/metrics` endpoint.
+    pub metrics: MetricsSettings,
+}
+
+/// Who may scrape `/metrics`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Bearer tokens a scraper presents (distinct from SCIM and admin
+    /// tokens). `SCIM_GATEWAY_METRICS_TOKEN` adds one more.
+    pub tokens: Vec<TokenSettings>,
+    /// Serve `/metrics` without a token: only where the path cannot be
+    /// reached from outside (a private network, or an ingress that blocks it).
+    pub public: bool,
 }
 
 /// Audit trail retention (see `scim-gateway audit prune`).
@@ -476,6 +491,21 @@ pub struct ServerSettings {
     pub max_json_depth: usize,
     /// Number of HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate and key.
+    pub tls: Option<TlsSettings>,
+    /// On SIGTERM or Ctrl-C, how long in-flight requests and adapter calls
+    /// may take to finish before they are cut off, in seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// The server certificate: PEM files, as issued by any CA or cert-manager.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The certificate chain (leaf first), PEM.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1), PEM.
+    pub key: PathBuf,
 }
 
 impl Default for ServerSettings {
@@ -486,6 +516,9 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             max_json_depth: 32,
             workers: 0,
+            tls: None,
+            // Below the 30 s after which Kubernetes (and systemd) send SIGKILL.
+            shutdown_timeout_secs: 25,
         }
     }
 }
@@ -655,6 +688,13 @@ impl Settings {
         if let Some(v) = get("SCIM_GATEWAY_LOG_FORMAT") {
             self.log.format = v;
         }
+        if let Some(secret) = get("SCIM_GATEWAY_METRICS_TOKEN").filter(|s| !s.is_empty()) {
+            self.metrics.tokens.push(TokenSettings {
+                id: "env".into(),
+                sha256: Some(hex::encode(hash_token(&secret))),
+                secret_env: None,
+            });
+        }
         if let Some(secret) = get("SCIM_GATEWAY_ADMIN_TOKEN").filter(|s| !s.is_empty()) {
             self.admin.tokens.push(TokenSettings {
                 id: "env".into(),
@@ -704,6 +744,15 @@ impl Settings {
             }
         }
         Ok(out)
+    }
+
+    /// Resolves the metrics tokens to `(name, hash)`.
+    pub fn metrics_token_hashes(&self) -> anyhow::Result<Vec<(String, [u8; 32])>> {
+        self.metrics
+            .tokens
+            .iter()
+            .map(|t| Ok((t.id.clone(), t.resolve()?)))
+            .collect()
     }
 
     /// Resolves the admin tokens to `(name, hash)`.

@@ -5,7 +5,7 @@
 //! [`store`] (one transaction writes the change, its audit row and a sync job
 //! per app) → [`lifecycle`] (which apps, which account) → [`delivery`]
 //! (claim, converge, retry) → [`adapters`] (scim, webhook). [`audit`] stands
-//! beside them.
+//! beside them; [`metrics`], [`telemetry`] and [`tls`] serve operations.
 
 pub mod adapters;
 pub mod audit;
@@ -16,7 +16,9 @@ pub mod error;
 pub mod format;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod scim;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -225,15 +225,45 @@ fn main() -> anyhow::Result<()> {
 #[actix_web::main]
 async fn serve(settings: Settings, tokens: Vec<TokenHash>) -> anyhow::Result<()> {
     let app = Application::build(&settings, tokens)?;
-    let _engine = app.start_delivery().await?;
+    let engine = app.start_delivery().await?;
     tracing::info!(
         listen = %settings.server.listen,
         port = app.port(),
+        tls = settings.server.tls.is_some(),
         database = %describe(&settings.database.url),
         "scim-gateway listening; SCIM base path /scim/v2"
     );
-    app.run_until_stopped().await?;
-    Ok(())
+    app.run_until(engine, shutdown_signal()).await
+}
+
+/// Resolves on the first SIGTERM (what container runtimes and systemd
+/// send) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
 }
 
 fn audit_command(settings: &Settings, command: AuditCommand) -> anyhow::Result<()> {

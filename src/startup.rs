@@ -1,8 +1,21 @@
 //! Building and running the application: store, registry, tokens, HTTP
-//! server. Tests build it the same way on port 0 (`Application::build`).
+//! server (plain or TLS), metrics. Tests build it the same way on port 0
+//! (`Application::build`).
+//!
+//! Shutdown ([`Application::run_until`]):
+//!
+//! ```text
+//!  SIGTERM / Ctrl-C ─┬─▶ HTTP: listener closed at once (new connections refused),
+//!                    │         in-flight requests finish ─┐
+//!                    └─▶ delivery: no more claims,        ├─ within shutdown_timeout_secs
+//!                              in-flight jobs finish ─────┘
+//!                              ─▶ claims still held are handed back ─▶ exit 0
+//! ```
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -14,8 +27,10 @@ use crate::delivery::{AppAdapters, Engine, Fanout};
 use crate::http::auth::{AdminTokens, TokenStore};
 use crate::http::body::BodyLimits;
 use crate::http::jwt::JwtKeys;
+use crate::http::metrics::MetricsAccess;
 use crate::http::{HttpSettings, configure, middleware};
 use crate::lifecycle::Apps;
+use crate::metrics::Metrics;
 use crate::scim::schema::Registry;
 use crate::scim::service::Service;
 use crate::store::Db;
@@ -27,11 +42,22 @@ pub struct Application {
     service: Service,
     apps: Vec<AppSettings>,
     delivery: DeliverySettings,
+    metrics: Metrics,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
-    /// Opens the store (applying migrations), loads schemas and binds the listener.
+    /// Opens the store (applying migrations), loads schemas and the TLS
+    /// certificate, and binds the listener.
     pub fn build(settings: &Settings, tokens: Vec<TokenHash>) -> anyhow::Result<Self> {
+        // The cheapest mistakes to find come first: a bad certificate
+        // should not wait for a database migration.
+        let tls = settings
+            .server
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()?;
         let db = Db::open(&settings.database).context("opening the database")?;
         let registry = Arc::new(Registry::load(&settings.scim).context("loading schemas")?);
         let apps = Arc::new(
@@ -81,9 +107,20 @@ impl Application {
         ));
         let jwt =
             web::Data::new(JwtKeys::from_settings(&settings.auth.jwt).context("in [[auth.jwt]]")?);
+        let metrics = Metrics::new().context("registering metrics")?;
+        let access = web::Data::new(MetricsAccess {
+            tokens: settings
+                .metrics_token_hashes()
+                .context("metrics tokens")?
+                .into_iter()
+                .map(|(_, hash)| hash)
+                .collect(),
+            public: settings.metrics.public,
+        });
         let svc = web::Data::new(service.clone());
         let reg = web::Data::from(registry);
         let http = web::Data::new(http);
+        let scrape = web::Data::new(metrics.clone());
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(middleware::observe))
@@ -94,9 +131,17 @@ impl Application {
                 .app_data(svc.clone())
                 .app_data(reg.clone())
                 .app_data(http.clone())
+                .app_data(scrape.clone())
+                .app_data(access.clone())
                 .configure(configure)
         })
-        .listen(listener)?;
+        // Signals are `run_until`'s: delivery must stop with the server.
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        };
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
@@ -106,6 +151,8 @@ impl Application {
             service,
             apps: settings.apps.clone(),
             delivery: settings.delivery.clone(),
+            metrics,
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
 
@@ -121,6 +168,7 @@ impl Application {
             self.service.fanout.clone(),
             &self.apps,
             &self.delivery,
+            self.metrics.clone(),
         )
         .await?;
         Ok(Some(engine))
@@ -136,8 +184,48 @@ impl Application {
         &self.service
     }
 
-    /// Runs until the server stops (SIGINT / SIGTERM).
+    /// Serves until the server is stopped (tests: until the runtime ends).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully (see the
+    /// module diagram): in-flight requests and `engine`'s deliveries get
+    /// `server.shutdown_timeout_secs`, then claims still held are handed back.
+    pub async fn run_until(
+        self,
+        engine: Option<Engine>,
+        signal: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let deadline = self.shutdown_timeout;
+        let handle = self.server.handle();
+        let mut server = self.server;
+        let stopped_early = tokio::select! {
+            result = &mut server => Some(result),
+            () = signal => None,
+        };
+        if let Some(result) = stopped_early {
+            // The server ended by itself (it cannot today): stop delivery too.
+            if let Some(engine) = engine {
+                engine.shutdown(deadline).await?;
+            }
+            return Ok(result?);
+        }
+        tracing::info!(
+            deadline_secs = deadline.as_secs(),
+            "shutting down: refusing new connections, finishing in-flight requests and deliveries"
+        );
+        let delivery = async {
+            match engine {
+                Some(engine) => engine.shutdown(deadline).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        // `server` carries out the stop command while it is polled.
+        let ((), served, delivered) = tokio::join!(handle.stop(true), server, delivery);
+        served.context("stopping the HTTP server")?;
+        delivered.context("handing back delivery jobs")?;
+        tracing::info!("scim-gateway stopped");
+        Ok(())
     }
 }

@@ -1,4 +1,8 @@
 //! The app loops: claim due jobs, converge each, record the outcome.
+//!
+//! Shutdown ([`Engine::shutdown`]): every loop stops claiming, the app
+//! loops wait for their in-flight jobs, and whatever is still claimed when
+//! the deadline passes is handed back, due at once, for the next process.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +20,7 @@ use crate::config::{AppSettings, DeliverySettings};
 use crate::format::{now, timestamp as fmt_time};
 use crate::lifecycle::AppPolicy;
 use crate::lifecycle::grants::Revocation;
+use crate::metrics::Metrics;
 use crate::scim::schema::Registry;
 use crate::scim::service::Kind;
 use crate::store::grants::GrantRow;
@@ -110,11 +115,31 @@ struct Shared {
     db: Db,
     registry: Arc<Registry>,
     worker: String,
+    metrics: Metrics,
+    /// Turns true when the engine shuts down. Kept here, not in [`Engine`],
+    /// so a caller that drops its `Engine` leaves the loops running.
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Sleeps for `d`, or less when shutdown begins; true when it has.
+    async fn sleep_or_stop(&self, d: Duration) -> bool {
+        let mut stop = self.stop.subscribe();
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => true,
+            _ = tokio::time::sleep(d) => false,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
 }
 
 /// The delivery engine: one loop per pushing app.
 pub struct Engine {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    shared: Arc<Shared>,
 }
 
 /// Now plus `d`, as stored; saturates far in the future instead of overflowing.
@@ -137,6 +162,7 @@ impl Engine {
         fanout: Fanout,
         apps: &[AppSettings],
         defaults: &DeliverySettings,
+        metrics: Metrics,
     ) -> anyhow::Result<Self> {
         let mut runtimes = Vec::new();
         for app in apps {
@@ -184,6 +210,8 @@ impl Engine {
                 std::process::id(),
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
+            metrics,
+            stop: tokio::sync::watch::Sender::new(false),
         });
         let poll = Duration::from_millis(defaults.poll_ms.max(10));
         let mut tasks = Vec::new();
@@ -201,8 +229,8 @@ impl Engine {
             }
             tasks.push(tokio::spawn(app_loop(rt, shared.clone(), wake)));
         }
-        tasks.push(tokio::spawn(timer_loop(shared, fanout, poll)));
-        Ok(Self { tasks })
+        tasks.push(tokio::spawn(timer_loop(shared.clone(), fanout, poll)));
+        Ok(Self { tasks, shared })
     }
 
     /// Stops every loop (in-flight calls are abandoned; their claims expire).
@@ -211,13 +239,46 @@ impl Engine {
             t.abort();
         }
     }
+
+    /// Shuts delivery down: no loop claims anything more, in-flight jobs
+    /// (adapter calls and their recording) get until `deadline` to finish,
+    /// then the rest are abandoned and every claim this process still holds
+    /// is handed back, due at once. Returns how many were handed back.
+    pub async fn shutdown(self, deadline: Duration) -> Result<usize, StoreError> {
+        self.shared.stop.send_replace(true);
+        let mut tasks = self.tasks;
+        let finished =
+            tokio::time::timeout(deadline, futures_util::future::join_all(tasks.iter_mut())).await;
+        if finished.is_err() {
+            tracing::warn!(
+                deadline_secs = deadline.as_secs_f64(),
+                "delivery did not finish within the shutdown deadline; abandoning in-flight jobs"
+            );
+            // Those the join already finished have given up their output.
+            let left: Vec<_> = tasks.into_iter().filter(|t| !t.is_finished()).collect();
+            for t in &left {
+                t.abort();
+            }
+            for t in left {
+                let _ = t.await;
+            }
+        }
+        let worker = self.shared.worker.clone();
+        let released = self
+            .shared
+            .db
+            .write(move |conn| jobs::release_claims(conn, &worker, &now()))
+            .await?;
+        tracing::info!(released, "delivery stopped");
+        Ok(released)
+    }
 }
 
 /// Turns due lifecycle timers (grant expiries, grace periods, end dates)
 /// into sync jobs. Taking a timer deletes it in the transaction that
 /// enqueues its job, so across processes each timer fires once.
 async fn timer_loop(shared: Arc<Shared>, fanout: Fanout, poll: Duration) {
-    loop {
+    while !shared.stopping() {
         let due = shared
             .db
             .write(|conn| {
@@ -262,7 +323,9 @@ async fn timer_loop(shared: Arc<Shared>, fanout: Fanout, poll: Duration) {
             })
             .unwrap_or(poll)
             .min(poll);
-        tokio::time::sleep(wait).await;
+        if shared.sleep_or_stop(wait).await {
+            return;
+        }
     }
 }
 
@@ -280,7 +343,7 @@ async fn reconcile_loop(
 ) {
     let name = rt.policy.name.clone();
     let retry = every.min(Duration::from_secs(60));
-    loop {
+    while !shared.stopping() {
         let wait = match reconcile_due_in(&shared, &name, every).await {
             Ok(w) => w,
             Err(e) => {
@@ -289,7 +352,7 @@ async fn reconcile_loop(
             }
         };
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            shared.sleep_or_stop(wait).await;
             continue;
         }
         let lock = match shared.db.target() {
@@ -299,17 +362,17 @@ async fn reconcile_loop(
                     Ok(Ok(Some(lock))) => Some(lock),
                     Ok(Ok(None)) => {
                         // Another process is reconciling the app right now.
-                        tokio::time::sleep(retry).await;
+                        shared.sleep_or_stop(retry).await;
                         continue;
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(app = %name, error = %e, "taking the reconciliation lock failed");
-                        tokio::time::sleep(retry).await;
+                        shared.sleep_or_stop(retry).await;
                         continue;
                     }
                     Err(e) => {
                         tracing::error!(app = %name, error = %e, "reconciliation lock task failed");
-                        tokio::time::sleep(retry).await;
+                        shared.sleep_or_stop(retry).await;
                         continue;
                     }
                 }
@@ -406,7 +469,8 @@ async fn app_loop(rt: Arc<AppRuntime>, shared: Arc<Shared>, wake: Arc<tokio::syn
     let name = rt.policy.name.clone();
     let mut running: JoinSet<Health> = JoinSet::new();
     let mut breaker = Breaker::default();
-    loop {
+    let mut stop = shared.stop.subscribe();
+    while !shared.stopping() {
         // Collect what finished and let it steer the breaker.
         while let Some(done) = running.try_join_next() {
             breaker.observe(done, &rt.settings, &name);
@@ -435,7 +499,7 @@ async fn app_loop(rt: Arc<AppRuntime>, shared: Arc<Shared>, wake: Arc<tokio::syn
                 }
                 Err(e) => {
                     tracing::warn!(app = %name, error = %e, "claiming delivery jobs failed");
-                    tokio::time::sleep(rt.settings.poll).await;
+                    shared.sleep_or_stop(rt.settings.poll).await;
                     continue;
                 }
             }
@@ -462,11 +526,20 @@ async fn app_loop(rt: Arc<AppRuntime>, shared: Arc<Shared>, wake: Arc<tokio::syn
             tokio::select! {
                 _ = wake.notified(), if !blocked => {}
                 _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => {}
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     breaker.observe(done, &rt.settings, &name);
                 }
             }
         }
+    }
+    // Shutting down: claim nothing more, let what runs finish (the engine
+    // abandons it at its deadline).
+    if !running.is_empty() {
+        tracing::info!(app = %name, in_flight = running.len(), "waiting for in-flight deliveries");
+    }
+    while let Some(done) = running.join_next().await {
+        breaker.observe(done, &rt.settings, &name);
     }
 }
 
@@ -564,6 +637,7 @@ async fn run_job(rt: Arc<AppRuntime>, shared: Arc<Shared>, job: JobRow) -> Healt
     };
     let rt2 = rt.clone();
     let worker = shared.worker.clone();
+    let created_at = job.created_at.clone();
     let recorded = shared
         .db
         .write(move |conn| {
@@ -572,10 +646,37 @@ async fn run_job(rt: Arc<AppRuntime>, shared: Arc<Shared>, job: JobRow) -> Healt
             )
         })
         .await;
-    if let Err(e) = recorded {
-        tracing::warn!(app = %rt.policy.name, error = %e, "recording a delivery outcome failed; the job will run again");
+    match recorded {
+        Ok(r) => observe(&shared.metrics, &rt.policy.name, &r, &created_at),
+        Err(e) => {
+            tracing::warn!(app = %rt.policy.name, error = %e, "recording a delivery outcome failed; the job will run again");
+        }
     }
     health
+}
+
+/// What a recorded job amounted to, for the metrics.
+struct Recorded {
+    /// The adapter operation, when one was made.
+    op: Option<&'static str>,
+    /// `success`, `retry` or `dead_letter`.
+    outcome: &'static str,
+}
+
+/// Counts a committed outcome; a success ends the wait that began when
+/// the job's oldest change was recorded.
+fn observe(metrics: &Metrics, app: &str, r: &Recorded, created_at: &str) {
+    if let Some(op) = r.op {
+        metrics.observe_operation(app, op, r.outcome);
+    }
+    if r.outcome == "success"
+        && let Ok(t) = chrono::DateTime::parse_from_rfc3339(created_at)
+    {
+        let waited = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        metrics.observe_converged(app, waited);
+    }
 }
 
 /// The mass-deprovisioning safety net: counts the app's disables and
@@ -606,8 +707,9 @@ fn safety_check(
     }
     let at = now();
     let reason = format!(
-        "quarantine: {done} disables/deletes since {since} reached the limit of {limit} \
-         ({accounts} accounts); release or discard through the admin API"
+        "{} {done} disables/deletes since {since} reached the limit of {limit} \
+         ({accounts} accounts); release or discard through the admin API",
+        jobs::QUARANTINE
     );
     tracing::warn!(app, %reason, "app quarantined");
     jobs::set_paused(conn, app, true, Some(&reason), &at)?;
@@ -717,14 +819,18 @@ fn record(
     result: Option<Result<Applied, AdapterError>>,
     revision: i64,
     latency_ms: u64,
-) -> Result<(), StoreError> {
+) -> Result<Recorded, StoreError> {
     let at = now();
     let app = rt.policy.name.as_str();
     let op = &decision.plan;
     let Some(result) = result else {
         // Already converged: the grant bookkeeping may still move on.
         settle(conn, rt, job, decision, &at)?;
-        return jobs::complete(conn, job, worker, &at);
+        jobs::complete(conn, job, worker, &at)?;
+        return Ok(Recorded {
+            op: None,
+            outcome: "success",
+        });
     };
     let (kind, before_active, after_active) = match op {
         Plan::Create { kind, account } => (*kind, false, is_active(account)),
@@ -810,7 +916,7 @@ fn record(
             }
             settle(conn, rt, job, decision, &at)?;
             jobs::complete(conn, job, worker, &at)?;
-            "success".to_string()
+            ("success".to_string(), "success")
         }
         Err(e) => {
             detail["status"] = json!(e.status);
@@ -833,7 +939,8 @@ fn record(
                 }
                 ErrorKind::Rejected | ErrorKind::Unauthorized => Retry::Dead,
             };
-            if matches!(retry, Retry::Dead) {
+            let dead = matches!(retry, Retry::Dead);
+            if dead {
                 detail["dead_letter"] = json!(true);
                 tracing::warn!(app, id = %job.resource_id, op = name, error = %e, "delivery failed for good: dead letter");
             } else {
@@ -848,9 +955,11 @@ fn record(
                 e.status.map(i64::from),
                 &at,
             )?;
-            format!("failure: {}", e.message)
+            let counted = if dead { "dead_letter" } else { "retry" };
+            (format!("failure: {}", e.message), counted)
         }
     };
+    let (outcome, counted) = outcome;
     store::insert_audit(
         conn,
         &AuditEvent {
@@ -864,5 +973,9 @@ fn record(
             detail: Some(detail.to_string()),
             app: Some(app.to_string()),
         },
-    )
+    )?;
+    Ok(Recorded {
+        op: Some(name),
+        outcome: counted,
+    })
 }

@@ -1,5 +1,6 @@
 //! Request middleware: one log line per request (method, path, status,
 //! latency, request id — never the query string's secrets nor a header),
+//! the request's count and latency in the metrics (by route pattern),
 //! an `X-Request-Id` on every response, and a last line of defence that turns
 //! any error response not produced by the SCIM layer (framework 404s, payload
 //! errors) into an RFC 7644 §3.12 body.
@@ -10,9 +11,11 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::web;
 use tracing::Instrument;
 
 use crate::error::{SCIM_JSON, ScimError};
+use crate::metrics::Metrics;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -39,6 +42,7 @@ pub async fn observe(
     let id = request_id(&req);
     let method = req.method().clone();
     let path = req.path().to_string();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let span = tracing::info_span!("request", request_id = %id);
     let res = next.call(req).instrument(span.clone()).await?;
     let res = res.map_into_boxed_body();
@@ -51,7 +55,12 @@ pub async fn observe(
         res.headers_mut().insert(REQUEST_ID, v);
     }
     let status = res.status().as_u16();
-    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let took = start.elapsed();
+    if let Some(m) = &metrics {
+        let route = res.request().match_pattern();
+        m.observe_request(route.as_deref(), method.as_str(), status, took);
+    }
+    let latency_ms = took.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         tracing::info!(%method, %path, status, latency_ms = format_args!("{latency_ms:.2}"), "request");
     });

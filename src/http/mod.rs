@@ -8,6 +8,7 @@ pub mod body;
 pub mod bulk;
 pub mod discovery;
 pub mod jwt;
+pub mod metrics;
 pub mod middleware;
 pub mod resources;
 
@@ -97,14 +98,21 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
+/// Ready for traffic: the database answers and its schema is this
+/// binary's. A load balancer takes the process out of rotation otherwise.
 async fn readyz(svc: web::Data<crate::scim::service::Service>) -> HttpResponse {
-    if svc.db.is_ready().await {
-        HttpResponse::Ok().content_type("text/plain").body("ready")
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body("database unavailable")
-    }
+    use crate::store::StoreError;
+    let not_ready = match svc.db.is_ready().await {
+        Ok(()) => return HttpResponse::Ok().content_type("text/plain").body("ready"),
+        Err(StoreError::Migration(_)) => "database migrations not applied",
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            "database unavailable"
+        }
+    };
+    HttpResponse::ServiceUnavailable()
+        .content_type("text/plain")
+        .body(not_ready)
 }
 
 fn resource_routes(cfg: &mut web::ServiceConfig, kind: Kind, endpoint: &str) {
@@ -137,6 +145,7 @@ fn resource_routes(cfg: &mut web::ServiceConfig, kind: Kind, endpoint: &str) {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .service(get_only("/metrics", metrics::get_metrics))
         .configure(audit_export::configure)
         .configure(admin::configure)
         .service(

@@ -168,6 +168,16 @@ pub fn run_migrations(conn: &mut AnyConnection) -> Result<usize, StoreError> {
     Ok(applied)
 }
 
+/// Whether migrations embedded in this binary are not yet applied (a
+/// database restored from an older backup, or another process mid-upgrade).
+pub fn has_pending_migrations(conn: &mut AnyConnection) -> Result<bool, StoreError> {
+    let pending = match conn {
+        AnyConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+        AnyConnection::Postgresql(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+    };
+    pending.map_err(|e| StoreError::Migration(e.to_string()))
+}
+
 /// Runs `f` in one write transaction: `BEGIN IMMEDIATE` on SQLite (takes the
 /// write lock up front), `BEGIN` on PostgreSQL. Commits on `Ok`, rolls back on
 /// `Err` or panic. The transaction goes through diesel's transaction manager,

@@ -12,7 +12,8 @@
 //! died) can be claimed again.
 //!
 //! The SQL uses `$n` placeholders on both backends: SQLite treats `$1` as a
-//! named parameter numbered by first appearance, which is the same order.
+//! named parameter numbered by first appearance, so in every statement here
+//! the placeholders first appear in ascending order.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -59,7 +60,9 @@ pub struct JobRow {
     pub last_error: Option<String>,
     /// HTTP status of the last failure, if any.
     pub last_status: Option<i64>,
-    /// When the row was first written.
+    /// When the oldest change the row still has to deliver was recorded:
+    /// the first write, or, once a run finished while newer changes came in,
+    /// the newest of those (delivery latency and queue age start here).
     pub created_at: String,
     /// When the row last changed.
     pub updated_at: String,
@@ -90,7 +93,7 @@ macro_rules! on_backend {
 
 const ENQUEUE: &str = "\
 INSERT INTO sync_jobs (app, resource_id, tenant, state, generation, attempts, next_attempt_at, created_at, updated_at, priority) \
-VALUES ($1, $2, $3, 'pending', 1, 0, $6, $4, $4, $5) \
+VALUES ($1, $2, $3, 'pending', 1, 0, $4, $5, $5, $6) \
 ON CONFLICT (app, resource_id) DO UPDATE SET \
   generation = sync_jobs.generation + 1, \
   priority = CASE WHEN excluded.priority > sync_jobs.priority THEN excluded.priority ELSE sync_jobs.priority END, \
@@ -135,13 +138,15 @@ pub fn enqueue_with(
     let mut n = 0;
     for app in apps {
         for id in ids {
+            // Bound in the order the placeholders first appear: SQLite
+            // numbers `$n` by first appearance, not by `n`.
             n += on_backend!(conn, c => diesel::sql_query(ENQUEUE)
                 .bind::<Text, _>(app)
                 .bind::<Text, _>(id)
                 .bind::<Text, _>(tenant)
+                .bind::<Text, _>(due)
                 .bind::<Text, _>(now)
                 .bind::<BigInt, _>(priority)
-                .bind::<Text, _>(due)
                 .execute(c)?);
         }
     }
@@ -237,6 +242,9 @@ pub fn complete(
             sync_jobs::claimed_until.eq(None::<String>),
             sync_jobs::last_error.eq(None::<String>),
             sync_jobs::last_status.eq(None::<i64>),
+            // What was recorded before the run is delivered; what is left
+            // came in during it, last touched by its enqueue.
+            sync_jobs::created_at.eq(sync_jobs::updated_at),
             sync_jobs::updated_at.eq(now),
         ))
         .execute(conn)?;
@@ -323,6 +331,9 @@ pub fn hand_back(
 /// The reason recorded when an admin releases a quarantine.
 pub const RELEASED: &str = "released";
 
+/// How the reason of a pause set by the safety net begins.
+pub const QUARANTINE: &str = "quarantine:";
+
 /// When the app's last quarantine was released, if it was.
 pub fn released_at(conn: &mut AnyConnection, app: &str) -> Result<Option<String>, StoreError> {
     Ok(app_state::table
@@ -349,7 +360,9 @@ pub fn release_all_claims(conn: &mut AnyConnection, now: &str) -> Result<usize, 
     )
 }
 
-/// Returns the claims a worker still holds (graceful shutdown).
+/// Returns the claims a worker still holds (graceful shutdown): due at
+/// once for whichever process claims next, and the interrupted attempt
+/// does not count towards the dead-letter limit.
 pub fn release_claims(
     conn: &mut AnyConnection,
     worker: &str,
@@ -362,9 +375,11 @@ pub fn release_claims(
     )
     .set((
         sync_jobs::state.eq(state::PENDING),
+        sync_jobs::attempts.eq(sync_jobs::attempts - 1),
         sync_jobs::next_attempt_at.eq(now),
         sync_jobs::claimed_by.eq(None::<String>),
         sync_jobs::claimed_until.eq(None::<String>),
+        sync_jobs::updated_at.eq(now),
     ))
     .execute(conn)?)
 }
@@ -385,6 +400,42 @@ pub fn next_due(conn: &mut AnyConnection, app: &str) -> Result<Option<String>, S
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     })
+}
+
+/// The jobs of one app in one state.
+#[derive(Debug, Clone)]
+pub struct QueueStat {
+    /// The app.
+    pub app: String,
+    /// The state.
+    pub state: String,
+    /// How many jobs.
+    pub jobs: i64,
+    /// The oldest `created_at` among them.
+    pub oldest: Option<String>,
+}
+
+/// Job counts and oldest change per app and state, for every app: one
+/// aggregate over the (normally short) queue, run at metrics scrapes.
+pub fn queue_stats(conn: &mut AnyConnection) -> Result<Vec<QueueStat>, StoreError> {
+    let rows: Vec<(String, String, i64, Option<String>)> = sync_jobs::table
+        .group_by((sync_jobs::app, sync_jobs::state))
+        .select((
+            sync_jobs::app,
+            sync_jobs::state,
+            diesel::dsl::count_star(),
+            diesel::dsl::min(sync_jobs::created_at),
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(app, state, jobs, oldest)| QueueStat {
+            app,
+            state,
+            jobs,
+            oldest,
+        })
+        .collect())
 }
 
 /// Job counts of an app by state.
@@ -502,6 +553,15 @@ pub fn set_paused(
             .execute(conn)?;
     }
     Ok(())
+}
+
+/// Every paused app, with its reason.
+pub fn find_paused(conn: &mut AnyConnection) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    Ok(app_state::table
+        .filter(app_state::paused.eq(true))
+        .select((app_state::app, app_state::reason))
+        .order(app_state::app)
+        .load(conn)?)
 }
 
 /// Whether an app is paused, and why.

@@ -41,7 +41,9 @@ pub use audit::{
     find_audit_page, find_chain_head, find_first_pos_since, find_unchained, insert_audit,
     lock_chain_head, prune_audit_through,
 };
-pub use connection::{AnyConnection, Conn, Pool, Target, build_pool, run_migrations, write_tx};
+pub use connection::{
+    AnyConnection, Conn, Pool, Target, build_pool, has_pending_migrations, run_migrations, write_tx,
+};
 pub use index::{
     IndexEntry, explain_eq_lookup, find_ids_by_index, find_ids_by_index_prefix, find_ids_with_attr,
     replace_index, replace_unique_keys,
@@ -183,13 +185,21 @@ impl Db {
         self.run(move |conn| write_tx(conn, f)).await
     }
 
-    /// Whether the database answers.
-    pub async fn is_ready(&self) -> bool {
-        self.run(|conn| {
-            use diesel::connection::SimpleConnection;
-            conn.batch_execute("SELECT 1").map_err(StoreError::from)
-        })
-        .await
-        .is_ok()
+    /// Whether the database answers with every migration applied; the
+    /// error says what is missing.
+    pub async fn is_ready(&self) -> Result<(), StoreError> {
+        let pending = self
+            .run(|conn| {
+                use diesel::connection::SimpleConnection;
+                conn.batch_execute("SELECT 1")?;
+                has_pending_migrations(conn)
+            })
+            .await?;
+        if pending {
+            return Err(StoreError::Migration(
+                "the database schema is older than this binary".into(),
+            ));
+        }
+        Ok(())
     }
 }

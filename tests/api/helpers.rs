@@ -39,7 +39,8 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
-    fn create(server: &str) -> Self {
+    /// Creates a database with a fresh name on `server`.
+    pub fn create(server: &str) -> Self {
         use diesel::Connection;
         use diesel::connection::SimpleConnection;
         let server = server.trim_end_matches('/').to_string();
@@ -52,7 +53,8 @@ impl PgDatabase {
         Self { server, name }
     }
 
-    fn url(&self) -> String {
+    /// The database's URL.
+    pub fn url(&self) -> String {
         format!("{}/{}", self.server, self.name)
     }
 }
@@ -135,7 +137,12 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let mut tokens = test_tokens();
     tokens.extend(settings.token_hashes().expect("configured tokens"));
     let app = Application::build(&settings, tokens).expect("build app");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    // A TLS test's certificate names `localhost`; its client trusts it.
+    let origin = match settings.server.tls {
+        Some(_) => "https://localhost",
+        None => "http://127.0.0.1",
+    };
+    let address = format!("{origin}:{}", app.port());
     app.start_delivery().await.expect("start delivery");
     tokio::spawn(app.run_until_stopped());
     TestApp {

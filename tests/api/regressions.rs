@@ -99,3 +99,49 @@ async fn database_messages_never_reach_clients_on_conflicts() {
         "{detail}"
     );
 }
+
+/// SQLite numbers `$n` placeholders by first appearance: the enqueue
+/// statement once bound the due time to `next_attempt_at`'s neighbours, so
+/// on SQLite leavers were not due first and `created_at` held a number.
+#[tokio::test]
+async fn a_leavers_job_is_due_first_and_records_when_it_was_written() {
+    let down = crate::delivery::downstream().await;
+    let (base, token) = (down.base(), down.token_file.clone());
+    let up =
+        spawn_app_with(move |s| s.apps.push(crate::delivery::scim_app("crm", &base, &token))).await;
+    // Paused, so the jobs stay in the queue to be looked at.
+    let (status, _) = up.admin_post("/apps/crm/pause").await;
+    assert_eq!(status, 200);
+    let joiner = up.create_user("joiner@example.com").await;
+    let leaver = up.create_user("leaver@example.com").await;
+    let leaver_id = leaver["id"].as_str().unwrap();
+    up.patch_ok(
+        &format!("/Users/{leaver_id}"),
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await;
+    let job = |id: String| {
+        let up = up.clone();
+        async move {
+            let (status, job) = up.admin_get(&format!("/apps/crm/jobs/{id}")).await;
+            assert_eq!(status, 200, "{job}");
+            job
+        }
+    };
+    let j = job(joiner["id"].as_str().unwrap().to_string()).await;
+    let l = job(leaver_id.to_string()).await;
+    assert_eq!(j["priority"], 0, "{j}");
+    assert_eq!(l["priority"], 10, "{l}");
+    assert_eq!(l["next_attempt_at"], "1970-01-01T00:00:00.000Z", "{l}");
+    assert_eq!(
+        j["next_attempt_at"], j["created_at"],
+        "due when written: {j}"
+    );
+    for row in [&j, &l] {
+        let at = row["created_at"].as_str().unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(at).is_ok(),
+            "created_at is a time: {row}"
+        );
+    }
+}
