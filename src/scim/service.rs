@@ -260,7 +260,13 @@ impl Service {
                     &at,
                 )?;
                 store::insert_audit(conn, &audit(&actor, "scim.create", kind, &row.id, 1, &at))?;
-                load_side(conn, kind, row, load)
+                // A resource created a moment ago is in no group yet: no
+                // need to ask the database.
+                let mut stored = load_side(conn, kind, row, Load { groups: false, ..load })?;
+                if load.groups {
+                    stored.groups = Some(Vec::new());
+                }
+                Ok(stored)
             })
             .await?;
         self.fanout.wake_tenant(&tenant);
