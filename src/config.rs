@@ -469,6 +469,15 @@ pub struct ServerSettings {
     pub max_json_depth: usize,
     /// Number of HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// Milliseconds a new connection has to send its request head; slower
+    /// clients get 408 and are disconnected (0 disables the timeout).
+    pub header_timeout_ms: u64,
+    /// Seconds a client has to send a whole request body once the handler
+    /// reads it; a stalled upload gets 408 and frees the connection.
+    pub body_timeout_secs: u64,
+    /// Milliseconds a closing connection may take to shut down before it is
+    /// dropped (0 disables the timeout).
+    pub disconnect_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -479,6 +488,9 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             max_json_depth: 32,
             workers: 0,
+            header_timeout_ms: 5000,
+            body_timeout_secs: 30,
+            disconnect_timeout_ms: 1000,
         }
     }
 }
@@ -517,6 +529,20 @@ pub struct ScimSettings {
     pub bulk_max_operations: usize,
     /// Largest `/Bulk` request body in bytes.
     pub bulk_max_payload_bytes: usize,
+    /// Most operations in one PATCH request.
+    pub max_patch_operations: usize,
+    /// Most group member references in one request (a POST/PUT `members`
+    /// array, or all member values of one PATCH together).
+    pub max_members_per_request: usize,
+    /// Longest filter text, in bytes.
+    pub max_filter_length: usize,
+    /// Deepest nesting of parentheses and value-path brackets in a filter.
+    pub max_filter_depth: usize,
+    /// Most attribute values (simple values, counted through complex and
+    /// multi-valued attributes; group members excluded) in one resource.
+    pub max_attributes: usize,
+    /// Longest string value of any attribute, in characters.
+    pub max_string_length: usize,
     /// Directory of extra schema files (custom extensions), RFC 7643 §7 format.
     pub schemas_dir: Option<PathBuf>,
     /// Which resource type each extension schema extends.
@@ -530,6 +556,12 @@ impl Default for ScimSettings {
             max_page_size: 1000,
             bulk_max_operations: 1000,
             bulk_max_payload_bytes: 4 * 1024 * 1024,
+            max_patch_operations: 1000,
+            max_members_per_request: 10_000,
+            max_filter_length: 4096,
+            max_filter_depth: 16,
+            max_attributes: 2000,
+            max_string_length: 16 * 1024,
             schemas_dir: None,
             extensions: Vec::new(),
         }
@@ -626,12 +658,38 @@ impl Settings {
             None => Settings::default(),
         };
         settings.apply_env(|k| std::env::var(k).ok());
+        settings.validate()?;
         Ok(settings)
     }
 
     /// Parses TOML text.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         Ok(toml::from_str(text)?)
+    }
+
+    /// Refuses limits that would turn every request away (a zero).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let (server, scim) = (&self.server, &self.scim);
+        for (name, value) in [
+            ("server.max_body_bytes", server.max_body_bytes),
+            ("server.max_json_depth", server.max_json_depth),
+            (
+                "server.body_timeout_secs",
+                server.body_timeout_secs as usize,
+            ),
+            ("scim.max_page_size", scim.max_page_size),
+            ("scim.bulk_max_operations", scim.bulk_max_operations),
+            ("scim.bulk_max_payload_bytes", scim.bulk_max_payload_bytes),
+            ("scim.max_patch_operations", scim.max_patch_operations),
+            ("scim.max_members_per_request", scim.max_members_per_request),
+            ("scim.max_filter_length", scim.max_filter_length),
+            ("scim.max_filter_depth", scim.max_filter_depth),
+            ("scim.max_attributes", scim.max_attributes),
+            ("scim.max_string_length", scim.max_string_length),
+        ] {
+            anyhow::ensure!(value > 0, "{name} must be at least 1");
+        }
+        Ok(())
     }
 
     /// Applies environment overrides read through `get`.
@@ -809,6 +867,31 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn limits_parse_and_zeros_are_refused() {
+        let s = Settings::parse(
+            r#"
+            [server]
+            header_timeout_ms = 2000
+            body_timeout_secs = 10
+            [scim]
+            max_patch_operations = 50
+            max_members_per_request = 500
+            max_filter_depth = 4
+            "#,
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.scim.max_patch_operations, 50);
+        assert_eq!(s.scim.max_string_length, 16 * 1024);
+        for bad in [
+            "[scim]\nmax_attributes = 0\n",
+            "[server]\nbody_timeout_secs = 0\n",
+        ] {
+            assert!(Settings::parse(bad).unwrap().validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

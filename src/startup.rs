@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -69,6 +70,7 @@ impl Application {
             limits: BodyLimits {
                 max_bytes: settings.server.max_body_bytes,
                 max_depth: settings.server.max_json_depth,
+                read_timeout: Duration::from_secs(settings.server.body_timeout_secs),
             },
             default_page_size: settings.scim.default_page_size,
             max_page_size: settings.scim.max_page_size,
@@ -97,6 +99,11 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
+        server = server
+            .client_request_timeout(Duration::from_millis(settings.server.header_timeout_ms))
+            .client_disconnect_timeout(Duration::from_millis(
+                settings.server.disconnect_timeout_ms,
+            ));
         Ok(Self {
             port,
             server: server.run(),

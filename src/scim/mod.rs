@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod cursor;
 pub mod filter;
 pub mod index;
+pub mod limits;
 pub mod list;
 pub mod normalize;
 pub mod patch;

@@ -14,11 +14,12 @@ use scim_v2::filter::Filter;
 use serde_json::{Map, Value, json};
 
 use super::cursor::{self, Cursor, Direction};
-use super::filter::{self, val_matches};
+use super::filter::{self, FilterLimits, val_matches};
 use super::index::{display_of, index_entries, unique_keys};
+use super::limits::ContentLimits;
 use super::list::{ListParams, sort_key};
 use super::normalize::{MemberRef, normalize};
-use super::patch::{self, MemberChange};
+use super::patch::{self, MemberChange, PatchLimits};
 use super::plan::{self, Candidates};
 use super::project::Projection;
 use super::render::{Stored, render};
@@ -196,6 +197,11 @@ impl Service {
         }
     }
 
+    /// The content limits of `[scim]`.
+    fn content_limits(&self) -> ContentLimits {
+        ContentLimits::from_settings(&self.settings)
+    }
+
     /// The resource type definition for a kind.
     pub fn resource_type(&self, kind: Kind) -> &ResourceType {
         self.rt(kind)
@@ -211,6 +217,7 @@ impl Service {
     ) -> Result<Stored, ScimError> {
         actor.writer()?;
         let n = normalize(self.rt(kind), &body)?;
+        self.content_limits().check(&n)?;
         let reg = self.registry.clone();
         let actor = actor.clone();
         let fanout = self.fanout.clone();
@@ -364,6 +371,7 @@ impl Service {
     ) -> Result<Stored, ScimError> {
         actor.writer()?;
         let n = normalize(self.rt(kind), &body)?;
+        self.content_limits().check(&n)?;
         let reg = self.registry.clone();
         let tenant = actor.tenant.clone();
         let actor = actor.clone();
@@ -414,7 +422,8 @@ impl Service {
         load: Load,
     ) -> Result<Stored, ScimError> {
         actor.writer()?;
-        let ops = patch::parse(&body)?;
+        let ops = patch::parse(&body, PatchLimits::from_settings(&self.settings))?;
+        let limits = self.content_limits();
         let reg = self.registry.clone();
         let tenant = actor.tenant.clone();
         let actor = actor.clone();
@@ -429,7 +438,9 @@ impl Service {
                 check_if_match(if_match.as_deref(), old.version)?;
                 let old_doc = parse_doc(&old)?;
                 let patched = patch::apply(rt, &old_doc, &ops)?;
+                limits.check_members(patched.member_refs())?;
                 let n = normalize(rt, &Value::Object(patched.doc))?;
+                limits.check_document(&n.doc)?;
                 check_immutable(rt, &old_doc, &n.doc)?;
                 let changed = n.doc != old_doc;
                 let row = save(
@@ -518,7 +529,7 @@ impl Service {
         let rt = self.rt(kind);
         let filter = match &params.filter {
             Some(text) => {
-                let f = filter::parse(text)?;
+                let f = filter::parse_limited(text, FilterLimits::from_settings(&self.settings))?;
                 filter::check(rt, &f)?;
                 Some(f)
             }

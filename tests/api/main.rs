@@ -14,6 +14,7 @@ mod errors;
 mod filters;
 mod helpers;
 mod lifecycle;
+mod limits;
 mod multi_process;
 mod patch;
 mod reconcile;
