@@ -42,6 +42,32 @@ pub struct Settings {
     pub lifecycle: LifecycleSettings,
     /// Audit trail retention.
     pub audit: AuditSettings,
+    /// Request budgets of SCIM clients.
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Request budgets of SCIM clients: token buckets kept in each gateway
+/// process (with several processes the budget is per process). A request
+/// over budget gets 429 with `Retry-After`. Unset budgets do not limit.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Budget of each SCIM bearer token (an IdP's token or an app's pull token).
+    pub per_token: Option<Budget>,
+    /// Budget shared by all IdP tokens of one tenant; the pull tokens of each
+    /// app share a budget of this size of their own, so a pulling app cannot
+    /// use up its tenant's.
+    pub per_tenant: Option<Budget>,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `requests_per_sec`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Sustained rate, in requests per second (fractions allowed).
+    pub requests_per_sec: f64,
+    /// Bucket size: requests that may arrive at once after a quiet spell.
+    pub burst: u32,
 }
 
 /// Audit trail retention (see `scim-gateway audit prune`).
@@ -667,7 +693,8 @@ impl Settings {
         Ok(toml::from_str(text)?)
     }
 
-    /// Refuses limits that would turn every request away (a zero).
+    /// Refuses limits that would turn every request away (a zero) and
+    /// budgets that cannot refill.
     pub fn validate(&self) -> anyhow::Result<()> {
         let (server, scim) = (&self.server, &self.scim);
         for (name, value) in [
@@ -688,6 +715,18 @@ impl Settings {
             ("scim.max_string_length", scim.max_string_length),
         ] {
             anyhow::ensure!(value > 0, "{name} must be at least 1");
+        }
+        for (name, budget) in [
+            ("rate_limit.per_token", self.rate_limit.per_token),
+            ("rate_limit.per_tenant", self.rate_limit.per_tenant),
+        ] {
+            if let Some(b) = budget {
+                anyhow::ensure!(
+                    b.requests_per_sec.is_finite() && b.requests_per_sec > 0.0,
+                    "{name}.requests_per_sec must be a positive number"
+                );
+                anyhow::ensure!(b.burst > 0, "{name}.burst must be at least 1");
+            }
         }
         Ok(())
     }
@@ -870,7 +909,7 @@ mod tests {
     }
 
     #[test]
-    fn limits_parse_and_zeros_are_refused() {
+    fn limits_and_budgets_parse_and_zeros_are_refused() {
         let s = Settings::parse(
             r#"
             [server]
@@ -880,18 +919,32 @@ mod tests {
             max_patch_operations = 50
             max_members_per_request = 500
             max_filter_depth = 4
+            [rate_limit]
+            per_token = { requests_per_sec = 20, burst = 40 }
+            per_tenant = { requests_per_sec = 0.5, burst = 1 }
             "#,
         )
         .unwrap();
         s.validate().unwrap();
         assert_eq!(s.scim.max_patch_operations, 50);
         assert_eq!(s.scim.max_string_length, 16 * 1024);
+        assert_eq!(
+            s.rate_limit.per_tenant,
+            Some(Budget {
+                requests_per_sec: 0.5,
+                burst: 1
+            })
+        );
         for bad in [
             "[scim]\nmax_attributes = 0\n",
             "[server]\nbody_timeout_secs = 0\n",
+            "[rate_limit]\nper_token = { requests_per_sec = 0, burst = 1 }\n",
+            "[rate_limit]\nper_token = { requests_per_sec = 1, burst = 0 }\n",
+            "[rate_limit]\nper_token = { requests_per_sec = nan, burst = 1 }\n",
         ] {
             assert!(Settings::parse(bad).unwrap().validate().is_err(), "{bad}");
         }
+        assert!(Settings::parse("[rate_limit]\nper_token = { rps = 1, burst = 1 }\n").is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::delivery::{AppAdapters, Engine, Fanout};
 use crate::http::admin::AdminTokens;
 use crate::http::auth::TokenStore;
 use crate::http::body::BodyLimits;
+use crate::http::rate_limit::RateLimiter;
 use crate::http::{HttpSettings, configure, middleware};
 use crate::lifecycle::Apps;
 use crate::scim::schema::Registry;
@@ -81,6 +82,7 @@ impl Application {
         let admin = web::Data::new(AdminTokens::new(
             settings.admin_token_hashes().context("admin tokens")?,
         ));
+        let limiter = web::Data::new(RateLimiter::new(settings.rate_limit.clone()));
         let svc = web::Data::new(service.clone());
         let reg = web::Data::from(registry);
         let http = web::Data::new(http);
@@ -93,6 +95,7 @@ impl Application {
                 .app_data(svc.clone())
                 .app_data(reg.clone())
                 .app_data(http.clone())
+                .app_data(limiter.clone())
                 .configure(configure)
         })
         .listen(listener)?;

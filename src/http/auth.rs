@@ -65,7 +65,8 @@ impl FromRequest for Actor {
             let store = req.app_data::<web::Data<TokenStore>>()?;
             store.authenticate(bearer(req)?)
         })()
-        .ok_or_else(ScimError::unauthorized);
+        .ok_or_else(ScimError::unauthorized)
+        .and_then(|actor| super::rate_limit::check(req, actor));
         ready(result)
     }
 }

@@ -8,6 +8,7 @@ pub mod body;
 pub mod bulk;
 pub mod discovery;
 pub mod middleware;
+pub mod rate_limit;
 pub mod resources;
 
 use actix_web::http::StatusCode;

@@ -17,6 +17,7 @@ mod lifecycle;
 mod limits;
 mod multi_process;
 mod patch;
+mod rate_limit;
 mod reconcile;
 mod regressions;
 mod resources;
