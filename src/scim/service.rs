@@ -381,7 +381,7 @@ impl Service {
             .db
             .write(move |conn| {
                 let rt = rt_of(&reg, kind);
-                store::lock_resource(conn, &id)?;
+                store::lock_resource(conn, &actor.tenant, &id)?;
                 let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
                 check_if_match(if_match.as_deref(), old.version)?;
                 check_immutable(rt, &parse_doc(&old)?, &n.doc)?;
@@ -433,7 +433,7 @@ impl Service {
             .db
             .write(move |conn| {
                 let rt = rt_of(&reg, kind);
-                store::lock_resource(conn, &id)?;
+                store::lock_resource(conn, &actor.tenant, &id)?;
                 let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
                 check_if_match(if_match.as_deref(), old.version)?;
                 let old_doc = parse_doc(&old)?;
@@ -477,7 +477,7 @@ impl Service {
         let fanout = self.fanout.clone();
         self.db
             .write(move |conn| {
-                store::lock_resource(conn, &id)?;
+                store::lock_resource(conn, &actor.tenant, &id)?;
                 let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
                 check_if_match(if_match.as_deref(), old.version)?;
                 let at = now();

@@ -13,6 +13,7 @@ mod discovery;
 mod errors;
 mod filters;
 mod helpers;
+mod isolation;
 mod lifecycle;
 mod limits;
 mod multi_process;
