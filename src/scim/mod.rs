@@ -7,6 +7,7 @@ pub mod filter;
 pub mod index;
 pub mod limits;
 pub mod list;
+pub mod membership;
 pub mod normalize;
 pub mod patch;
 pub mod path;
