@@ -13,6 +13,8 @@ pub mod patch;
 pub mod path;
 pub mod plan;
 pub mod project;
+#[cfg(test)]
+mod properties;
 pub mod render;
 pub mod schema;
 pub mod service;

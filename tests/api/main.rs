@@ -18,6 +18,7 @@ mod lifecycle;
 mod limits;
 mod multi_process;
 mod patch;
+mod properties;
 mod rate_limit;
 mod reconcile;
 mod regressions;
