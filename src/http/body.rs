@@ -68,7 +68,7 @@ pub async fn read_json(
             ScimError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
-                    "The request body did not arrive within {} seconds.",
+                    "The request body did not arrive within {} s.",
                     limits.read_timeout.as_secs_f64()
                 ),
             )
