@@ -52,6 +52,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// The Prometheus `/metrics` endpoint.
     pub metrics: MetricsSettings,
+    /// Request budgets of SCIM clients.
+    pub rate_limit: RateLimitSettings,
 }
 
 /// Who may scrape `/metrics`.
@@ -64,6 +66,30 @@ pub struct MetricsSettings {
     /// Serve `/metrics` without a token: only where the path cannot be
     /// reached from outside (a private network, or an ingress that blocks it).
     pub public: bool,
+}
+
+/// Request budgets of SCIM clients: token buckets kept in each gateway
+/// process (with several processes the budget is per process). A request
+/// over budget gets 429 with `Retry-After`. Unset budgets do not limit.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Budget of each SCIM bearer token (an IdP's token or an app's pull token).
+    pub per_token: Option<Budget>,
+    /// Budget shared by all IdP tokens of one tenant; the pull tokens of each
+    /// app share a budget of this size of their own, so a pulling app cannot
+    /// use up its tenant's.
+    pub per_tenant: Option<Budget>,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `requests_per_sec`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Sustained rate, in requests per second (fractions allowed).
+    pub requests_per_sec: f64,
+    /// Bucket size: requests that may arrive at once after a quiet spell.
+    pub burst: u32,
 }
 
 /// Audit trail retention (see `scim-gateway audit prune`).
@@ -496,6 +522,15 @@ pub struct ServerSettings {
     /// On SIGTERM or Ctrl-C, how long in-flight requests and adapter calls
     /// may take to finish before they are cut off, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// Milliseconds a new connection has to send its request head; slower
+    /// clients get 408 and are disconnected (0 disables the timeout).
+    pub header_timeout_ms: u64,
+    /// Seconds a client has to send a whole request body once the handler
+    /// reads it; a stalled upload gets 408 and frees the connection.
+    pub body_timeout_secs: u64,
+    /// Milliseconds a closing connection may take to shut down before it is
+    /// dropped (0 disables the timeout).
+    pub disconnect_timeout_ms: u64,
 }
 
 /// The server certificate: PEM files, as issued by any CA or cert-manager.
@@ -519,6 +554,9 @@ impl Default for ServerSettings {
             tls: None,
             // Below the 30 s after which Kubernetes (and systemd) send SIGKILL.
             shutdown_timeout_secs: 25,
+            header_timeout_ms: 5000,
+            body_timeout_secs: 30,
+            disconnect_timeout_ms: 1000,
         }
     }
 }
@@ -557,6 +595,20 @@ pub struct ScimSettings {
     pub bulk_max_operations: usize,
     /// Largest `/Bulk` request body in bytes.
     pub bulk_max_payload_bytes: usize,
+    /// Most operations in one PATCH request.
+    pub max_patch_operations: usize,
+    /// Most group member references in one request (a POST/PUT `members`
+    /// array, or all member values of one PATCH together).
+    pub max_members_per_request: usize,
+    /// Longest filter text, in bytes.
+    pub max_filter_length: usize,
+    /// Deepest nesting of parentheses and value-path brackets in a filter.
+    pub max_filter_depth: usize,
+    /// Most attribute values (simple values, counted through complex and
+    /// multi-valued attributes; group members excluded) in one resource.
+    pub max_attributes: usize,
+    /// Longest string value of any attribute, in characters.
+    pub max_string_length: usize,
     /// Directory of extra schema files (custom extensions), RFC 7643 §7 format.
     pub schemas_dir: Option<PathBuf>,
     /// Which resource type each extension schema extends.
@@ -570,6 +622,12 @@ impl Default for ScimSettings {
             max_page_size: 1000,
             bulk_max_operations: 1000,
             bulk_max_payload_bytes: 4 * 1024 * 1024,
+            max_patch_operations: 1000,
+            max_members_per_request: 10_000,
+            max_filter_length: 4096,
+            max_filter_depth: 16,
+            max_attributes: 2000,
+            max_string_length: 16 * 1024,
             schemas_dir: None,
             extensions: Vec::new(),
         }
@@ -666,12 +724,51 @@ impl Settings {
             None => Settings::default(),
         };
         settings.apply_env(|k| std::env::var(k).ok());
+        settings.validate()?;
         Ok(settings)
     }
 
     /// Parses TOML text.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         Ok(toml::from_str(text)?)
+    }
+
+    /// Refuses limits that would turn every request away (a zero) and
+    /// budgets that cannot refill.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let (server, scim) = (&self.server, &self.scim);
+        for (name, value) in [
+            ("server.max_body_bytes", server.max_body_bytes),
+            ("server.max_json_depth", server.max_json_depth),
+            (
+                "server.body_timeout_secs",
+                server.body_timeout_secs as usize,
+            ),
+            ("scim.max_page_size", scim.max_page_size),
+            ("scim.bulk_max_operations", scim.bulk_max_operations),
+            ("scim.bulk_max_payload_bytes", scim.bulk_max_payload_bytes),
+            ("scim.max_patch_operations", scim.max_patch_operations),
+            ("scim.max_members_per_request", scim.max_members_per_request),
+            ("scim.max_filter_length", scim.max_filter_length),
+            ("scim.max_filter_depth", scim.max_filter_depth),
+            ("scim.max_attributes", scim.max_attributes),
+            ("scim.max_string_length", scim.max_string_length),
+        ] {
+            anyhow::ensure!(value > 0, "{name} must be at least 1");
+        }
+        for (name, budget) in [
+            ("rate_limit.per_token", self.rate_limit.per_token),
+            ("rate_limit.per_tenant", self.rate_limit.per_tenant),
+        ] {
+            if let Some(b) = budget {
+                anyhow::ensure!(
+                    b.requests_per_sec.is_finite() && b.requests_per_sec > 0.0,
+                    "{name}.requests_per_sec must be a positive number"
+                );
+                anyhow::ensure!(b.burst > 0, "{name}.burst must be at least 1");
+            }
+        }
+        Ok(())
     }
 
     /// Applies environment overrides read through `get`.
@@ -865,6 +962,45 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn limits_and_budgets_parse_and_zeros_are_refused() {
+        let s = Settings::parse(
+            r#"
+            [server]
+            header_timeout_ms = 2000
+            body_timeout_secs = 10
+            [scim]
+            max_patch_operations = 50
+            max_members_per_request = 500
+            max_filter_depth = 4
+            [rate_limit]
+            per_token = { requests_per_sec = 20, burst = 40 }
+            per_tenant = { requests_per_sec = 0.5, burst = 1 }
+            "#,
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.scim.max_patch_operations, 50);
+        assert_eq!(s.scim.max_string_length, 16 * 1024);
+        assert_eq!(
+            s.rate_limit.per_tenant,
+            Some(Budget {
+                requests_per_sec: 0.5,
+                burst: 1
+            })
+        );
+        for bad in [
+            "[scim]\nmax_attributes = 0\n",
+            "[server]\nbody_timeout_secs = 0\n",
+            "[rate_limit]\nper_token = { requests_per_sec = 0, burst = 1 }\n",
+            "[rate_limit]\nper_token = { requests_per_sec = 1, burst = 0 }\n",
+            "[rate_limit]\nper_token = { requests_per_sec = nan, burst = 1 }\n",
+        ] {
+            assert!(Settings::parse(bad).unwrap().validate().is_err(), "{bad}");
+        }
+        assert!(Settings::parse("[rate_limit]\nper_token = { rps = 1, burst = 1 }\n").is_err());
     }
 
     #[test]

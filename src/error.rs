@@ -55,6 +55,8 @@ pub struct ScimError {
     status: StatusCode,
     scim_type: Option<ScimType>,
     detail: String,
+    /// Seconds for `Retry-After` on a 429.
+    retry_after: Option<u64>,
 }
 
 impl ScimError {
@@ -64,6 +66,7 @@ impl ScimError {
             status,
             scim_type: None,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -73,6 +76,7 @@ impl ScimError {
             status: StatusCode::BAD_REQUEST,
             scim_type: Some(scim_type),
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -112,6 +116,7 @@ impl ScimError {
             status: StatusCode::CONFLICT,
             scim_type: Some(ScimType::Uniqueness),
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -137,6 +142,18 @@ impl ScimError {
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error.")
+    }
+
+    /// A 429: the client's request budget is spent; it may retry after
+    /// `retry_after_secs` (sent as `Retry-After`).
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many requests; retry after {retry_after_secs} seconds."),
+            )
+        }
     }
 
     /// A 503: the store cannot be reached right now; clients should retry.
@@ -189,6 +206,9 @@ impl ResponseError for ScimError {
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             res.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         res.body(self.body().to_string())
     }
@@ -253,6 +273,25 @@ mod tests {
         let e = ScimError::internal(&"secret table name");
         assert_eq!(e.body()["status"], "500");
         assert!(!e.body().to_string().contains("secret"));
+    }
+
+    #[test]
+    fn too_many_requests_carries_retry_after() {
+        let e = ScimError::too_many_requests(7);
+        assert_eq!(
+            e.body(),
+            json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                "status": "429",
+                "detail": "Too many requests; retry after 7 seconds.",
+            })
+        );
+        let res = e.error_response();
+        assert_eq!(res.status(), 429);
+        assert_eq!(
+            res.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"7"[..])
+        );
     }
 
     #[test]

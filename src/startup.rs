@@ -28,6 +28,7 @@ use crate::http::auth::{AdminTokens, TokenStore};
 use crate::http::body::BodyLimits;
 use crate::http::jwt::JwtKeys;
 use crate::http::metrics::MetricsAccess;
+use crate::http::rate_limit::RateLimiter;
 use crate::http::{HttpSettings, configure, middleware};
 use crate::lifecycle::Apps;
 use crate::metrics::Metrics;
@@ -95,6 +96,7 @@ impl Application {
             limits: BodyLimits {
                 max_bytes: settings.server.max_body_bytes,
                 max_depth: settings.server.max_json_depth,
+                read_timeout: Duration::from_secs(settings.server.body_timeout_secs),
             },
             default_page_size: settings.scim.default_page_size,
             max_page_size: settings.scim.max_page_size,
@@ -117,6 +119,7 @@ impl Application {
                 .collect(),
             public: settings.metrics.public,
         });
+        let limiter = web::Data::new(RateLimiter::new(settings.rate_limit.clone()));
         let svc = web::Data::new(service.clone());
         let reg = web::Data::from(registry);
         let http = web::Data::new(http);
@@ -133,6 +136,7 @@ impl Application {
                 .app_data(http.clone())
                 .app_data(scrape.clone())
                 .app_data(access.clone())
+                .app_data(limiter.clone())
                 .configure(configure)
         })
         // Signals are `run_until`'s: delivery must stop with the server.
@@ -145,6 +149,11 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
+        server = server
+            .client_request_timeout(Duration::from_millis(settings.server.header_timeout_ms))
+            .client_disconnect_timeout(Duration::from_millis(
+                settings.server.disconnect_timeout_ms,
+            ));
         Ok(Self {
             port,
             server: server.run(),

@@ -166,7 +166,7 @@ impl FromRequest for Actor {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(scim_actor(req))
+        ready(scim_actor(req).and_then(|actor| super::rate_limit::check(req, actor)))
     }
 }
 

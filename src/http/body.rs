@@ -1,6 +1,9 @@
 //! Reading request bodies: media type (415), size (413, also when the
-//! client lies about or omits Content-Length), JSON syntax and nesting depth
-//! (400 `invalidSyntax`) — all before anything touches the store.
+//! client lies about or omits Content-Length), a deadline for the whole body
+//! (408, so a stalled upload frees its connection), JSON syntax and nesting
+//! depth (400 `invalidSyntax`) — all before anything touches the store.
+
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -17,6 +20,8 @@ pub struct BodyLimits {
     pub max_bytes: usize,
     /// Deepest JSON nesting.
     pub max_depth: usize,
+    /// Longest the client may take to send the body.
+    pub read_timeout: Duration,
 }
 
 /// Reads and parses a JSON request body.
@@ -44,16 +49,30 @@ pub async fn read_json(
     {
         return Err(too_large());
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ScimError::invalid_syntax(format!("The request body could not be read: {e}"))
-        })?;
-        if body.len() + chunk.len() > limits.max_bytes {
-            return Err(too_large());
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                ScimError::invalid_syntax(format!("The request body could not be read: {e}"))
+            })?;
+            if body.len() + chunk.len() > limits.max_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(body)
+    };
+    let body = tokio::time::timeout(limits.read_timeout, read)
+        .await
+        .map_err(|_| {
+            ScimError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "The request body did not arrive within {} s.",
+                    limits.read_timeout.as_secs_f64()
+                ),
+            )
+        })??;
     parse_json(&body, limits.max_depth)
 }
 

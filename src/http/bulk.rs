@@ -24,7 +24,7 @@ pub async fn post_bulk(
     }
     let limits = BodyLimits {
         max_bytes: settings.bulk_max_payload_bytes,
-        max_depth: settings.limits.max_depth,
+        ..settings.limits
     };
     let body = read_json(&req, payload, limits).await?;
     let response = bulk::run(&svc, &actor, &body, &base_url(&req, &settings)).await?;

@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod jwt;
 pub mod metrics;
 pub mod middleware;
+pub mod rate_limit;
 pub mod resources;
 
 use actix_web::http::StatusCode;

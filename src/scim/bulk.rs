@@ -218,6 +218,24 @@ fn target(path: &str) -> Result<(Kind, Option<String>), ScimError> {
     Ok((kind, id))
 }
 
+/// Validates a BulkRequest without running it: parses it, resolves each
+/// operation's target and its `bulkId` references as `run` would, and
+/// returns the number of operations. Reads untrusted input only, so the
+/// fuzz target drives it.
+pub fn check(body: &Value, max_operations: usize) -> Result<usize, ScimError> {
+    let (ops, _) = parse(body, max_operations)?;
+    let mut ids = HashMap::new();
+    for op in &ops {
+        target(&op.path)?;
+        for r in references(op) {
+            ids.entry(r.clone()).or_insert_with(|| format!("id-of-{r}"));
+        }
+        let mut data = op.data.clone().unwrap_or(Value::Null);
+        substitute(&mut data, &ids);
+    }
+    Ok(ops.len())
+}
+
 /// Runs a BulkRequest and builds the BulkResponse body.
 pub async fn run(
     svc: &Service,
@@ -364,6 +382,23 @@ async fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_validates_targets_and_limits_without_running() {
+        let ok = json!({"Operations": [
+            {"method": "POST", "bulkId": "u", "path": "/Users", "data": {"userName": "a"}},
+            {"method": "POST", "bulkId": "g", "path": "/Groups",
+             "data": {"displayName": "g", "members": [{"value": "bulkId:u"}]}},
+            {"method": "DELETE", "path": "/Groups/bulkId:g"}]});
+        assert_eq!(check(&ok, 3).unwrap(), 3);
+        assert_eq!(
+            check(&ok, 2).unwrap_err().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let bad = json!({"Operations": [{"method": "DELETE", "path": "/Users/a/b"}]});
+        let e = check(&bad, 3).unwrap_err();
+        assert_eq!(e.scim_type().map(|t| t.as_str()), Some("invalidPath"));
+    }
 
     #[test]
     fn parse_enforces_shape_and_limits() {

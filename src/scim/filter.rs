@@ -13,17 +13,91 @@ use super::path::{Target, container, resolve};
 use super::schema::{AttrDef, AttrType, ResourceType};
 use crate::error::ScimError;
 
-/// Longest filter text accepted.
-pub const MAX_FILTER_LEN: usize = 4096;
+/// How long and how deeply nested a filter may be: a client's filter is
+/// parsed and evaluated per request, so both are bounded before parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterLimits {
+    /// Longest filter text, in bytes.
+    pub max_length: usize,
+    /// Deepest nesting of `(…)` and `[…]`.
+    pub max_depth: usize,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        let s = crate::config::ScimSettings::default();
+        Self::from_settings(&s)
+    }
+}
+
+impl FilterLimits {
+    /// The limits configured in `[scim]`.
+    pub fn from_settings(s: &crate::config::ScimSettings) -> Self {
+        Self {
+            max_length: s.max_filter_length,
+            max_depth: s.max_filter_depth,
+        }
+    }
+
+    /// Refuses text over the length or nesting limit with `error`.
+    pub fn check(
+        &self,
+        text: &str,
+        what: &str,
+        error: fn(String) -> ScimError,
+    ) -> Result<(), ScimError> {
+        if text.len() > self.max_length {
+            return Err(error(format!(
+                "The {what} is longer than {} characters.",
+                self.max_length
+            )));
+        }
+        if nesting(text) > self.max_depth {
+            return Err(error(format!(
+                "The {what} nests parentheses or brackets deeper than {} levels.",
+                self.max_depth
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Deepest nesting of `(` and `[` outside string literals.
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'(' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b')' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Parses a filter within the default [`FilterLimits`] (policy rules in
+/// the configuration).
+pub fn parse(text: &str) -> Result<Filter, ScimError> {
+    parse_limited(text, FilterLimits::default())
+}
 
 /// Parses a filter, accepting Entra's `attr[filter].sub op value` form
 /// (not in the RFC grammar) by folding the comparison into the brackets.
-pub fn parse(text: &str) -> Result<Filter, ScimError> {
-    if text.len() > MAX_FILTER_LEN {
-        return Err(ScimError::invalid_filter(format!(
-            "The filter is longer than {MAX_FILTER_LEN} characters."
-        )));
-    }
+pub fn parse_limited(text: &str, limits: FilterLimits) -> Result<Filter, ScimError> {
+    limits.check(text, "filter", ScimError::invalid_filter)?;
     if text.contains('\0') {
         return Err(ScimError::invalid_filter(
             "The filter contains a NUL character.",
@@ -617,7 +691,28 @@ mod tests {
                 "{f}"
             );
         }
-        assert!(parse(&"a".repeat(MAX_FILTER_LEN + 1)).is_err());
+        let max = FilterLimits::default().max_length;
+        assert!(parse(&"a".repeat(max + 1)).is_err());
+    }
+
+    #[test]
+    fn long_or_deep_filters_are_refused_before_parsing() {
+        let limits = FilterLimits {
+            max_length: 64,
+            max_depth: 3,
+        };
+        assert!(parse_limited("(((userName pr)))", limits).is_ok());
+        assert!(parse_limited(r#"emails[type eq "w" and ((value pr))]"#, limits).is_ok());
+        for bad in [
+            "((((userName pr))))".to_string(),
+            r#"emails[type eq "w" and (((value pr)))]"#.to_string(),
+            format!(r#"userName eq "{}""#, "a".repeat(64)),
+        ] {
+            let e = parse_limited(&bad, limits).unwrap_err();
+            assert_eq!(e.scim_type().map(|t| t.as_str()), Some("invalidFilter"));
+        }
+        // Brackets inside string literals do not nest.
+        assert!(parse_limited(r#"userName eq "(((([[[[\"((""#, limits).is_ok());
     }
 
     #[test]

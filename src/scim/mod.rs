@@ -5,12 +5,16 @@ pub mod bulk;
 pub mod cursor;
 pub mod filter;
 pub mod index;
+pub mod limits;
 pub mod list;
+pub mod membership;
 pub mod normalize;
 pub mod patch;
 pub mod path;
 pub mod plan;
 pub mod project;
+#[cfg(test)]
+mod properties;
 pub mod render;
 pub mod schema;
 pub mod service;

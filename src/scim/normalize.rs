@@ -430,6 +430,7 @@ pub fn member_refs(value: &Value) -> Result<Vec<MemberRef>, ScimError> {
         other => vec![other],
     };
     let mut out: Vec<MemberRef> = Vec::with_capacity(items.len());
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
     for item in items {
         let Value::Object(obj) = item else {
             return Err(ScimError::invalid_value(
@@ -462,7 +463,7 @@ pub fn member_refs(value: &Value) -> Result<Vec<MemberRef>, ScimError> {
         }
         let value =
             value.ok_or_else(|| ScimError::invalid_value("Each member needs a 'value'."))?;
-        if !out.iter().any(|m| m.value == value) {
+        if seen.insert(value.clone()) {
             out.push(MemberRef { value, kind });
         }
     }

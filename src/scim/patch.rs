@@ -12,7 +12,7 @@
 use scim_v2::filter::{AttrExp, CompValue, CompareOp, PatchPath, ValFilter};
 use serde_json::{Map, Value};
 
-use super::filter::val_matches;
+use super::filter::{FilterLimits, val_matches};
 use super::normalize::{
     MemberRef, attr_value, is_own_schemas_key, member_refs, single_value, split_urn_attr,
 };
@@ -23,8 +23,30 @@ use crate::error::ScimError;
 /// URN of the PatchOp message.
 pub const PATCH_OP_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
-/// Most operations accepted in one PATCH request.
-pub const MAX_OPERATIONS: usize = 1000;
+/// What one PATCH request may hold, from `[scim]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchLimits {
+    /// Most operations in one request.
+    pub max_operations: usize,
+    /// Length and nesting of each operation's `path`.
+    pub path: FilterLimits,
+}
+
+impl PatchLimits {
+    /// The limits configured in `[scim]`.
+    pub fn from_settings(s: &crate::config::ScimSettings) -> Self {
+        Self {
+            max_operations: s.max_patch_operations,
+            path: FilterLimits::from_settings(s),
+        }
+    }
+}
+
+impl Default for PatchLimits {
+    fn default() -> Self {
+        Self::from_settings(&crate::config::ScimSettings::default())
+    }
+}
 
 /// The kind of an operation; clients send it in any case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +89,22 @@ pub struct Patched {
     pub members: Vec<MemberChange>,
 }
 
-/// Parses a PatchOp request body.
-pub fn parse(body: &Value) -> Result<Vec<Op>, ScimError> {
+impl Patched {
+    /// How many member references the operations name, added or removed.
+    pub fn member_refs(&self) -> usize {
+        self.members
+            .iter()
+            .map(|c| match c {
+                MemberChange::Add(m) => m.len(),
+                MemberChange::Remove(ids) => ids.len(),
+                MemberChange::RemoveAll | MemberChange::RemoveWhere(_) => 0,
+            })
+            .sum()
+    }
+}
+
+/// Parses a PatchOp request body within `limits`.
+pub fn parse(body: &Value, limits: PatchLimits) -> Result<Vec<Op>, ScimError> {
     let Value::Object(obj) = body else {
         return Err(ScimError::invalid_syntax(
             "The PATCH body must be a JSON object.",
@@ -100,12 +136,19 @@ pub fn parse(body: &Value) -> Result<Vec<Op>, ScimError> {
     if items.is_empty() {
         return Err(ScimError::invalid_value("'Operations' is empty."));
     }
-    if items.len() > MAX_OPERATIONS {
+    if items.len() > limits.max_operations {
         return Err(ScimError::invalid_value(format!(
-            "At most {MAX_OPERATIONS} operations are accepted in one request."
+            "At most {} operations are accepted in one PATCH request.",
+            limits.max_operations
         )));
     }
-    items.iter().map(parse_op).collect()
+    let ops = items.iter().map(parse_op).collect::<Result<Vec<_>, _>>()?;
+    for path in ops.iter().filter_map(|op| op.path.as_deref()) {
+        limits
+            .path
+            .check(path, "PATCH path", ScimError::invalid_path)?;
+    }
+    Ok(ops)
 }
 
 fn parse_op(item: &Value) -> Result<Op, ScimError> {

@@ -14,11 +14,13 @@ use scim_v2::filter::Filter;
 use serde_json::{Map, Value, json};
 
 use super::cursor::{self, Cursor, Direction};
-use super::filter::{self, val_matches};
+use super::filter::{self, FilterLimits};
 use super::index::{display_of, index_entries, unique_keys};
+use super::limits::ContentLimits;
 use super::list::{ListParams, sort_key};
+use super::membership;
 use super::normalize::{MemberRef, normalize};
-use super::patch::{self, MemberChange};
+use super::patch::{self, MemberChange, PatchLimits};
 use super::plan::{self, Candidates};
 use super::project::Projection;
 use super::render::{Stored, render};
@@ -191,6 +193,11 @@ impl Service {
         }
     }
 
+    /// The content limits of `[scim]`.
+    fn content_limits(&self) -> ContentLimits {
+        ContentLimits::from_settings(&self.settings)
+    }
+
     /// The resource type definition for a kind.
     pub fn resource_type(&self, kind: Kind) -> &ResourceType {
         self.rt(kind)
@@ -206,6 +213,7 @@ impl Service {
     ) -> Result<Stored, ScimError> {
         actor.writer()?;
         let n = normalize(self.rt(kind), &body)?;
+        self.content_limits().check(&n)?;
         let reg = self.registry.clone();
         let actor = actor.clone();
         let fanout = self.fanout.clone();
@@ -262,7 +270,15 @@ impl Service {
                 store::insert_audit(conn, &audit(&actor, "scim.create", kind, &row.id, 1, &at))?;
                 // A resource created a moment ago is in no group yet: no
                 // need to ask the database.
-                let mut stored = load_side(conn, kind, row, Load { groups: false, ..load })?;
+                let mut stored = load_side(
+                    conn,
+                    kind,
+                    row,
+                    Load {
+                        groups: false,
+                        ..load
+                    },
+                )?;
                 if load.groups {
                     stored.groups = Some(Vec::new());
                 }
@@ -365,6 +381,7 @@ impl Service {
     ) -> Result<Stored, ScimError> {
         actor.writer()?;
         let n = normalize(self.rt(kind), &body)?;
+        self.content_limits().check(&n)?;
         let reg = self.registry.clone();
         let tenant = actor.tenant.clone();
         let actor = actor.clone();
@@ -374,7 +391,7 @@ impl Service {
             .db
             .write(move |conn| {
                 let rt = rt_of(&reg, kind);
-                store::lock_resource(conn, &id)?;
+                store::lock_resource(conn, &actor.tenant, &id)?;
                 let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
                 check_if_match(if_match.as_deref(), old.version)?;
                 check_immutable(rt, &parse_doc(&old)?, &n.doc)?;
@@ -415,7 +432,8 @@ impl Service {
         load: Load,
     ) -> Result<Stored, ScimError> {
         actor.writer()?;
-        let ops = patch::parse(&body)?;
+        let ops = patch::parse(&body, PatchLimits::from_settings(&self.settings))?;
+        let limits = self.content_limits();
         let reg = self.registry.clone();
         let tenant = actor.tenant.clone();
         let actor = actor.clone();
@@ -425,12 +443,14 @@ impl Service {
             .db
             .write(move |conn| {
                 let rt = rt_of(&reg, kind);
-                store::lock_resource(conn, &id)?;
+                store::lock_resource(conn, &actor.tenant, &id)?;
                 let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
                 check_if_match(if_match.as_deref(), old.version)?;
                 let old_doc = parse_doc(&old)?;
                 let patched = patch::apply(rt, &old_doc, &ops)?;
+                limits.check_members(patched.member_refs())?;
                 let n = normalize(rt, &Value::Object(patched.doc))?;
+                limits.check_document(&n.doc)?;
                 check_immutable(rt, &old_doc, &n.doc)?;
                 let changed = n.doc != old_doc;
                 let row = save(
@@ -467,7 +487,7 @@ impl Service {
         let fanout = self.fanout.clone();
         self.db
             .write(move |conn| {
-                store::lock_resource(conn, &id)?;
+                store::lock_resource(conn, &actor.tenant, &id)?;
                 let old = store::find_resource(conn, &actor.tenant, kind.name(), &id)?;
                 check_if_match(if_match.as_deref(), old.version)?;
                 let at = now();
@@ -519,7 +539,7 @@ impl Service {
         let rt = self.rt(kind);
         let filter = match &params.filter {
             Some(text) => {
-                let f = filter::parse(text)?;
+                let f = filter::parse_limited(text, FilterLimits::from_settings(&self.settings))?;
                 filter::check(rt, &f)?;
                 Some(f)
             }
@@ -943,114 +963,9 @@ fn add_members(
     group_id: &str,
     members: &[MemberRef],
 ) -> Result<usize, StoreError> {
-    if members.is_empty() {
-        return Ok(0);
-    }
-    let ids: Vec<String> = members.iter().map(|m| m.value.clone()).collect();
-    let kinds = store::find_kinds(conn, tenant, &ids)?;
-    let mut rows = Vec::with_capacity(members.len());
-    for m in members {
-        if m.value == group_id {
-            return Err(ScimError::invalid_value("A group cannot be a member of itself.").into());
-        }
-        let Some((_, kind)) = kinds.iter().find(|(id, _)| id == &m.value) else {
-            return Err(
-                ScimError::invalid_value(format!("Member '{}' does not exist.", m.value)).into(),
-            );
-        };
-        if let Some(t) = &m.kind
-            && t != kind
-        {
-            return Err(ScimError::invalid_value(format!(
-                "Member '{}' is a {kind}, not a {t}.",
-                m.value
-            ))
-            .into());
-        }
-        rows.push((m.value.clone(), kind.clone()));
-    }
+    let refs: Vec<&MemberRef> = members.iter().collect();
+    let rows = membership::validate(conn, tenant, group_id, &refs)?;
     store::add_members(conn, group_id, &rows)
-}
-
-/// Applies membership changes; returns whether any row changed.
-fn apply_member_changes(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    group_id: &str,
-    changes: &[MemberChange],
-    rt: &ResourceType,
-) -> Result<Vec<String>, StoreError> {
-    // Every member whose membership changed: their computed `groups` changed too.
-    let mut touched: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < changes.len() {
-        let (gone, fresh): (Vec<String>, Vec<MemberRef>) = match &changes[i] {
-            // Replace-all: only touch the rows that differ.
-            MemberChange::RemoveAll if matches!(changes.get(i + 1), Some(MemberChange::Add(_))) => {
-                let Some(MemberChange::Add(new)) = changes.get(i + 1) else {
-                    unreachable!()
-                };
-                i += 1;
-                let current: HashSet<String> = store::find_members(conn, group_id)?
-                    .into_iter()
-                    .map(|m| m.member_id)
-                    .collect();
-                let wanted: HashSet<&String> = new.iter().map(|m| &m.value).collect();
-                (
-                    current
-                        .iter()
-                        .filter(|id| !wanted.contains(id))
-                        .cloned()
-                        .collect(),
-                    new.iter()
-                        .filter(|m| !current.contains(&m.value))
-                        .cloned()
-                        .collect(),
-                )
-            }
-            MemberChange::RemoveAll => (
-                store::find_members(conn, group_id)?
-                    .into_iter()
-                    .map(|m| m.member_id)
-                    .collect(),
-                Vec::new(),
-            ),
-            MemberChange::Add(new) => {
-                let ids: Vec<String> = new.iter().map(|m| m.value.clone()).collect();
-                let existing: HashSet<String> = store::find_member_ids(conn, group_id, &ids)?
-                    .into_iter()
-                    .collect();
-                (
-                    Vec::new(),
-                    new.iter()
-                        .filter(|m| !existing.contains(&m.value))
-                        .cloned()
-                        .collect(),
-                )
-            }
-            MemberChange::Remove(ids) => (store::find_member_ids(conn, group_id, ids)?, Vec::new()),
-            MemberChange::RemoveWhere(f) => {
-                let Some(def) = rt.schema.attr("members") else {
-                    return Ok(touched);
-                };
-                let gone = store::find_members(conn, group_id)?
-                    .into_iter()
-                    .filter(|m| {
-                        let el = json!({"value": m.member_id, "display": m.display, "type": m.member_type});
-                        val_matches(def, f, &el)
-                    })
-                    .map(|m| m.member_id)
-                    .collect();
-                (gone, Vec::new())
-            }
-        };
-        store::delete_members(conn, group_id, &gone)?;
-        add_members(conn, tenant, group_id, &fresh)?;
-        touched.extend(gone);
-        touched.extend(fresh.into_iter().map(|m| m.value));
-        i += 1;
-    }
-    Ok(touched)
 }
 
 /// Writes a new version of a resource with its side tables and audit row.
@@ -1067,7 +982,7 @@ fn save(
     doc_changed: bool,
     apps: &[String],
 ) -> Result<ResourceRow, StoreError> {
-    let mut touched = apply_member_changes(conn, &actor.tenant, &old.id, members, rt)?;
+    let mut touched = membership::apply_changes(conn, &actor.tenant, &old.id, members, rt)?;
     if !doc_changed && touched.is_empty() {
         return Ok(old);
     }

@@ -242,13 +242,16 @@ pub fn find_resources_keyset(
     Ok(rows)
 }
 
-/// Takes the row lock of a resource for the rest of the write transaction
-/// (PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serialises writers), so
-/// concurrent writers to one resource queue instead of losing updates.
-pub fn lock_resource(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
+/// Takes the row lock of a tenant's resource for the rest of the write
+/// transaction (PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serialises
+/// writers), so concurrent writers to one resource queue instead of losing
+/// updates. Another tenant's row is never locked: a request naming it must
+/// not hold up that tenant's writers.
+pub fn lock_resource(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<(), StoreError> {
     if let AnyConnection::Postgresql(c) = conn {
-        diesel::sql_query("SELECT 1 FROM resources WHERE id = $1 FOR UPDATE")
+        diesel::sql_query("SELECT 1 FROM resources WHERE id = $1 AND tenant = $2 FOR UPDATE")
             .bind::<diesel::sql_types::Text, _>(id)
+            .bind::<diesel::sql_types::Text, _>(tenant)
             .execute(c)?;
     }
     Ok(())

@@ -145,3 +145,43 @@ async fn a_leavers_job_is_due_first_and_records_when_it_was_written() {
         );
     }
 }
+
+#[tokio::test]
+async fn member_steps_that_cancel_out_write_nothing_so_a_repeated_patch_changes_nothing() {
+    let app = spawn_app().await;
+    let m1 = app.create_user("m1").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m2 = app.create_user("m2").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let group = app.create_group("g", &[&m1]).await;
+    let path = format!("/Groups/{}", group["id"].as_str().unwrap());
+    // Found by the PATCH property test: add then replace-all with nothing.
+    let ops = json!([
+        {"op": "add", "path": "members", "value": [{"value": m1}]},
+        {"op": "replace", "path": "members", "value": []},
+    ]);
+    let first = app.patch_ok(&path, ops.clone()).await;
+    assert_eq!(first["members"], json!([]));
+    let audit = app.audit_count(Some(group["id"].as_str().unwrap()));
+    let second = app.patch_ok(&path, ops).await;
+    assert_eq!(second, first, "the second PATCH bumped the version");
+    assert_eq!(app.audit_count(Some(group["id"].as_str().unwrap())), audit);
+    // Add and remove in one request: no change at all.
+    let ops = json!([
+        {"op": "add", "path": "members", "value": [{"value": m2}]},
+        {"op": "remove", "path": format!("members[value eq \"{m2}\"]")},
+    ]);
+    assert_eq!(app.patch_ok(&path, ops).await, first);
+    // Every added member is still checked, even one removed again later.
+    let ops = json!([
+        {"op": "add", "path": "members", "value": [{"value": "no-such-user"}]},
+        {"op": "remove", "path": "members[value eq \"no-such-user\"]"},
+    ]);
+    let res = app.patch(&path, &patch_op(ops)).await;
+    assert_scim_error(res, 400, Some("invalidValue")).await;
+    assert_eq!(app.get_ok(&path).await, first);
+}
