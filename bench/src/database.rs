@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
-use diesel::sql_types::{Nullable, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
 
 /// Tries to drop the database before giving up (2 s apart).
@@ -145,6 +145,40 @@ impl Database {
             }
         })
         .await?
+    }
+}
+
+/// `pg_database_size` of the connected database.
+#[derive(QueryableByName)]
+struct DatabaseSize {
+    #[diesel(sql_type = BigInt)]
+    bytes: i64,
+}
+
+impl Database {
+    /// The database's size on disk now: the SQLite file with its WAL, or
+    /// `pg_database_size`. A soak reports it beside the gateway's memory,
+    /// whose file-backed part follows it.
+    pub async fn size_bytes(&self) -> anyhow::Result<u64> {
+        match self {
+            Database::Sqlite { url } => {
+                let path = url.strip_prefix("sqlite://").unwrap_or(url);
+                let len = |p: &str| std::fs::metadata(p).map_or(0, |m| m.len());
+                Ok(len(path) + len(&format!("{path}-wal")))
+            }
+            Database::Postgres { url, .. } => {
+                let url = url.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut conn =
+                        PgConnection::establish(&url).context("connecting to PostgreSQL")?;
+                    let size: DatabaseSize =
+                        diesel::sql_query("SELECT pg_database_size(current_database()) AS bytes")
+                            .get_result(&mut conn)?;
+                    Ok(u64::try_from(size.bytes).unwrap_or(0))
+                })
+                .await?
+            }
+        }
     }
 }
 

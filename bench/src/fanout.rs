@@ -25,14 +25,14 @@ use chrono::{DateTime, Utc};
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 
 use crate::client::{Call, Conn, Reply, Target};
 use crate::database::{Database, DeliveryRow};
 use crate::gateway::{Gateway, random_token};
+use crate::pacer::{self, Slot};
 use crate::report::per_second;
-use crate::{fixtures, load};
+use crate::{load, ops};
 
 /// The apps configured on the gateway under test (and the downstream
 /// gateway's tenants, one per app).
@@ -43,8 +43,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 /// How often the backlog is sampled during phase 1.
 const BACKLOG_POLL: Duration = Duration::from_secs(1);
-/// How often the pacer looks at the clock.
-const PACER_TICK: Duration = Duration::from_millis(2);
 
 /// What the fan-out mode needs from the command line.
 pub struct Settings {
@@ -340,24 +338,15 @@ async fn paced_creates(
     total: usize,
     connections: usize,
 ) -> anyhow::Result<Paced> {
-    let (tx, rx) = mpsc::channel::<(u64, Instant)>(total.max(1));
-    let rx = Arc::new(Mutex::new(rx));
+    let (pacer, slots) = pacer::schedule(f64::from(rate), total as u64, total);
     let mut workers = JoinSet::new();
     for _ in 0..connections {
-        let (target, rx) = (target.clone(), rx.clone());
+        let (target, slots) = (target.clone(), slots.clone());
         workers.spawn(async move {
             let mut conn = Conn::open(&target).await?;
             let mut out = Paced::default();
-            loop {
-                let next = rx.lock().await.recv().await;
-                let Some((n, due)) = next else {
-                    return anyhow::Ok(out);
-                };
-                let call = Call::with_body(
-                    Method::POST,
-                    "/scim/v2/Users",
-                    fixtures::new_user(n).to_string(),
-                );
+            while let Some(Slot { seq, due }) = slots.next().await {
+                let call = ops::create_user(seq);
                 let reply = conn.send(&call, REQUEST_TIMEOUT).await;
                 let acked = Utc::now();
                 let latency = due.elapsed().as_secs_f64() * 1000.0;
@@ -384,25 +373,12 @@ async fn paced_creates(
                     out.first_error.get_or_insert(f);
                 }
             }
+            anyhow::Ok(out)
         });
     }
+    drop(slots);
     let start = Instant::now();
-    let per_request = 1.0 / f64::from(rate);
-    let mut tick = tokio::time::interval(PACER_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sent = 0;
-    while sent < total {
-        tick.tick().await;
-        let due_now = ((start.elapsed().as_secs_f64() * f64::from(rate)) as usize + 1).min(total);
-        while sent < due_now {
-            let due = start + Duration::from_secs_f64(sent as f64 * per_request);
-            tx.send((sent as u64, due))
-                .await
-                .context("every connection failed")?;
-            sent += 1;
-        }
-    }
-    drop(tx);
+    pacer.run().await?;
     let mut all = Paced::default();
     while let Some(joined) = workers.join_next().await {
         let part = joined.context("a load task failed")??;

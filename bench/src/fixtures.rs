@@ -57,10 +57,20 @@ pub fn group(display_name: &str) -> Value {
 
 /// A PATCH that adds `ids` to a group's members.
 pub fn add_members<'a>(ids: impl IntoIterator<Item = &'a str>) -> Value {
+    members_patch("add", ids)
+}
+
+/// A PATCH that removes `ids` from a group's members, in the form Entra ID
+/// sends (`path` "members" with the values to drop).
+pub fn remove_members<'a>(ids: impl IntoIterator<Item = &'a str>) -> Value {
+    members_patch("remove", ids)
+}
+
+fn members_patch<'a>(op: &str, ids: impl IntoIterator<Item = &'a str>) -> Value {
     let members: Vec<Value> = ids.into_iter().map(|id| json!({"value": id})).collect();
     json!({
         "schemas": [PATCH_URN],
-        "Operations": [{"op": "add", "path": "members", "value": members}],
+        "Operations": [{"op": op, "path": "members", "value": members}],
     })
 }
 

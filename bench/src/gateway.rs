@@ -24,6 +24,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Resident memory of the gateway, KiB.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Memory {
+    /// Resident set size now (`VmRSS`).
+    pub rss_kib: u64,
     /// Peak resident set size so far (`VmHWM`).
     pub peak_kib: u64,
     /// Resident anonymous memory now (heap, stacks).
@@ -137,6 +139,7 @@ impl Gateway {
                 .with_context(|| format!("no {name} in {path}"))
         };
         Ok(Memory {
+            rss_kib: field("VmRSS")?,
             peak_kib: field("VmHWM")?,
             anon_kib: field("RssAnon")?,
             file_kib: field("RssFile")?,

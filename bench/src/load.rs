@@ -61,13 +61,8 @@ pub async fn load(
     let users_time = start.elapsed();
     let start = Instant::now();
     let mut conn = Conn::open(target).await?;
-    let small_group = create_group(&mut conn, "bench-empty").await?;
-    let big_group = create_group(&mut conn, "bench-big").await?;
-    for chunk in user_ids[..big_members].chunks(MEMBER_CHUNK) {
-        let body = fixtures::add_members(chunk.iter().map(String::as_str)).to_string();
-        let call = Call::with_body(Method::PATCH, format!("/scim/v2/Groups/{big_group}"), body);
-        call_expecting(&mut conn, &call.minimal(), StatusCode::NO_CONTENT).await?;
-    }
+    let small_group = create_group(&mut conn, "bench-empty", &[]).await?;
+    let big_group = create_group(&mut conn, "bench-big", &user_ids[..big_members]).await?;
     let stats = LoadStats {
         batch,
         users_time,
@@ -190,10 +185,22 @@ async fn create_users(
         .collect()
 }
 
-async fn create_group(conn: &mut Conn, name: &str) -> anyhow::Result<String> {
+/// Creates group `name`, then adds `members` by PATCH in chunks of
+/// [`MEMBER_CHUNK`]; returns its id.
+pub async fn create_group(
+    conn: &mut Conn,
+    name: &str,
+    members: &[String],
+) -> anyhow::Result<String> {
     let body = fixtures::group(name).to_string();
     let call = Call::with_body(Method::POST, "/scim/v2/Groups", body);
-    id_of(&call_expecting(conn, &call, StatusCode::CREATED).await?)
+    let group = id_of(&call_expecting(conn, &call, StatusCode::CREATED).await?)?;
+    for chunk in members.chunks(MEMBER_CHUNK) {
+        let body = fixtures::add_members(chunk.iter().map(String::as_str)).to_string();
+        let call = Call::with_body(Method::PATCH, format!("/scim/v2/Groups/{group}"), body);
+        call_expecting(conn, &call.minimal(), StatusCode::NO_CONTENT).await?;
+    }
+    Ok(group)
 }
 
 /// Sends `call`, failing unless the answer has status `want`.

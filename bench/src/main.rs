@@ -10,7 +10,9 @@
 //! ```
 //!
 //! With `--fanout` it measures the delivery engine instead (see `fanout.rs`):
-//! the gateway pushes to 3 `scim` apps served by a second gateway.
+//! the gateway pushes to 3 `scim` apps served by a second gateway. With
+//! `--soak` it drives a paced mixed load for a long time and watches
+//! throughput, latency and the gateway's memory (see `soak.rs`).
 
 mod client;
 mod database;
@@ -20,7 +22,9 @@ mod gateway;
 mod load;
 mod measure;
 mod ops;
+mod pacer;
 mod report;
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -53,11 +57,12 @@ struct Args {
     /// Measured seconds per operation (with --fanout: seconds of sustained load).
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Unrecorded warm-up seconds before each measurement.
+    /// Unrecorded warm-up seconds before each measurement (with --soak:
+    /// before the capacity probe).
     #[arg(long, default_value_t = 1)]
     warmup: u64,
-    /// Concurrent keep-alive connections while measuring (with --fanout: the
-    /// paced POSTs are spread over this many).
+    /// Concurrent keep-alive connections while measuring (with --fanout and
+    /// --soak: the paced requests are spread over this many).
     #[arg(long, default_value_t = 32)]
     connections: usize,
     /// Members of the big group (at most --users).
@@ -75,9 +80,11 @@ struct Args {
     /// paused backlog of --drain-changes users.
     #[arg(long)]
     fanout: bool,
-    /// With --fanout: IdP creates per second (open loop).
-    #[arg(long, default_value_t = 500, requires = "fanout")]
-    rate: u32,
+    /// With --fanout: IdP creates per second (open loop) [default: 500].
+    /// With --soak: requests per second, instead of a share of the measured
+    /// capacity.
+    #[arg(long)]
+    rate: Option<u32>,
     /// With --fanout: users created while the apps are paused.
     #[arg(long, default_value_t = 5000, requires = "fanout")]
     drain_changes: usize,
@@ -87,6 +94,8 @@ struct Args {
     /// With --fanout: longest wait, in seconds, for the delivery queues to empty.
     #[arg(long, default_value_t = 300, requires = "fanout")]
     drain_timeout: u64,
+    #[command(flatten)]
+    soak: soak::Options,
 }
 
 fn main() -> ExitCode {
@@ -123,6 +132,12 @@ async fn run(args: Args) -> anyhow::Result<String> {
     if args.users == 0 || args.connections == 0 {
         bail!("--users and --connections must be at least 1");
     }
+    if args.rate.is_some() && !args.fanout && !args.soak.soak {
+        bail!("--rate goes with --fanout or --soak");
+    }
+    if args.soak.soak {
+        args.soak.check(args.users, args.rate)?;
+    }
     let work = tempfile::Builder::new().prefix("scim-bench-").tempdir()?;
     let db = Database::create(args.database_url.as_deref(), work.path()).await?;
     let outcome = tokio::select! {
@@ -143,7 +158,7 @@ async fn bench(args: &Args, db: &Database, dir: &Path) -> anyhow::Result<String>
     if args.fanout {
         let settings = fanout::Settings {
             binary: args.gateway.clone(),
-            rate: args.rate,
+            rate: args.rate.unwrap_or(500),
             duration: Duration::from_secs(args.duration),
             drain_changes: args.drain_changes,
             connections: args.connections,
@@ -156,7 +171,20 @@ async fn bench(args: &Args, db: &Database, dir: &Path) -> anyhow::Result<String>
     }
     eprintln!("starting {} on {}", args.gateway.display(), db.backend());
     let mut gw = Gateway::start(&args.gateway, db.url(), &dir.join("gateway.log")).await?;
-    let result = measure_all(args, db, &mut gw).await;
+    let result = if args.soak.soak {
+        let settings = soak::Settings {
+            options: &args.soak,
+            users: args.users,
+            rate: args.rate,
+            connections: args.connections,
+            load_connections: args.load_connections,
+            warmup: Duration::from_secs(args.warmup),
+            client_threads: args.client_threads,
+        };
+        soak::run(&settings, db, &mut gw).await
+    } else {
+        measure_all(args, db, &mut gw).await
+    };
     if result.is_err() {
         eprintln!("--- gateway log (last 30 lines) ---\n{}", gw.log_tail(30));
     }
@@ -205,7 +233,12 @@ async fn measure_all(args: &Args, db: &Database, gw: &mut Gateway) -> anyhow::Re
         let peak_kib = gw.memory()?.peak_kib; // fails if the gateway died under this load
         if op == Op::CreateUser {
             // Users created here belong to no group: the member pool.
-            pool = Arc::new(out.created.iter().chain(pool.iter()).cloned().collect());
+            pool = Arc::new(
+                work.created()
+                    .into_iter()
+                    .chain(pool.iter().cloned())
+                    .collect(),
+            );
         }
         if let Some((repeated, sent, pool)) = work.repeated_additions() {
             notes.push(format!(

@@ -4,6 +4,9 @@
 //! successful requests go into an HDR histogram (microseconds, 3
 //! significant digits); any other answer, a transport error or a timeout
 //! counts as an error, and a failed connection is reopened.
+//!
+//! What is sent is up to a [`Work`]: one operation (`ops::Workload`) or the
+//! soak's mix (`soak::mix::Mix`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,13 +16,26 @@ use hdrhistogram::Histogram;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use crate::client::{Conn, Target};
-use crate::ops::{Op, Workload, created_id};
+use crate::client::{Call, Conn, Reply, Target};
 
 /// Bound for one request; a slower one counts as an error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest latency the histogram records (longer ones are clamped).
 const MAX_MICROS: u64 = 60_000_000;
+
+/// A source of requests for the measuring loops.
+pub trait Work: Send + Sync + 'static {
+    /// What a request remembers until its answer (say, the member it adds).
+    type Ticket: Send;
+
+    /// The next request.
+    fn next_call(&self, rng: &mut SmallRng) -> (Call, Self::Ticket);
+
+    /// Whether `reply` (`None`: no answer came) is what a working gateway
+    /// answers to the request issued with `ticket`; updates whatever state
+    /// the request changed.
+    fn settle(&self, ticket: Self::Ticket, reply: Option<&Reply>) -> bool;
+}
 
 /// How long and how hard to measure.
 #[derive(Debug, Clone, Copy)]
@@ -42,8 +58,6 @@ pub struct Outcome {
     pub first_error: Option<String>,
     /// From the end of the warm-up to the last recorded answer.
     pub elapsed: Duration,
-    /// Ids of users the operation created (warm-up included).
-    pub created: Vec<String>,
 }
 
 impl Outcome {
@@ -54,25 +68,24 @@ impl Outcome {
 
     /// Latency at `q` (0–100), in milliseconds.
     pub fn millis_at(&self, q: f64) -> f64 {
-        self.hist.value_at_percentile(q) as f64 / 1000.0
+        millis_at(&self.hist, q)
     }
 }
 
 /// Runs `work` under `plan`.
-pub async fn run(target: &Target, work: Arc<Workload>, plan: Plan) -> anyhow::Result<Outcome> {
+pub async fn run<W: Work>(target: &Target, work: Arc<W>, plan: Plan) -> anyhow::Result<Outcome> {
     let warm_end = Instant::now() + plan.warmup;
     let end = warm_end + plan.duration;
     let mut tasks = tokio::task::JoinSet::new();
     for seed in 0..plan.connections as u64 {
         let (target, work) = (target.clone(), work.clone());
-        tasks.spawn(async move { worker(&target, &work, warm_end, end, seed).await });
+        tasks.spawn(async move { worker(&target, &*work, warm_end, end, seed).await });
     }
     let mut total = Outcome {
         hist: histogram()?,
         errors: 0,
         first_error: None,
         elapsed: Duration::ZERO,
-        created: Vec::new(),
     };
     while let Some(joined) = tasks.join_next().await {
         let part = joined.context("benchmark connection task failed")??;
@@ -80,7 +93,6 @@ pub async fn run(target: &Target, work: Arc<Workload>, plan: Plan) -> anyhow::Re
         total.errors += part.errors;
         total.first_error = total.first_error.or(part.first_error);
         total.elapsed = total.elapsed.max(part.elapsed);
-        total.created.extend(part.created);
     }
     if total.elapsed.is_zero() {
         total.elapsed = plan.duration;
@@ -88,14 +100,26 @@ pub async fn run(target: &Target, work: Arc<Workload>, plan: Plan) -> anyhow::Re
     Ok(total)
 }
 
-fn histogram() -> anyhow::Result<Histogram<u64>> {
+/// An empty latency histogram (microseconds, 3 significant digits).
+pub fn histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, MAX_MICROS, 3)?)
 }
 
+/// Records `latency` in `hist` (clamped to the histogram's range).
+pub fn record(hist: &mut Histogram<u64>, latency: Duration) {
+    let micros = u64::try_from(latency.as_micros()).unwrap_or(MAX_MICROS);
+    hist.saturating_record(micros.clamp(1, MAX_MICROS));
+}
+
+/// The latency at `q` (0–100) in `hist`, in milliseconds.
+pub fn millis_at(hist: &Histogram<u64>, q: f64) -> f64 {
+    hist.value_at_percentile(q) as f64 / 1000.0
+}
+
 /// One connection's loop.
-async fn worker(
+async fn worker<W: Work>(
     target: &Target,
-    work: &Workload,
+    work: &W,
     warm_end: Instant,
     end: Instant,
     seed: u64,
@@ -106,7 +130,6 @@ async fn worker(
         errors: 0,
         first_error: None,
         elapsed: Duration::ZERO,
-        created: Vec::new(),
     };
     // The first connection must open: a gateway that refuses it is down.
     let mut conn = Some(Conn::open(target).await?);
@@ -121,19 +144,16 @@ async fn worker(
             }
             continue;
         };
-        let call = work.next_call(&mut rng);
+        let (call, ticket) = work.next_call(&mut rng);
         let start = Instant::now();
         let result = c.send(&call, REQUEST_TIMEOUT).await;
         let done = Instant::now();
         let measured = start >= warm_end;
+        let accepted = work.settle(ticket, result.as_ref().ok());
         match result {
-            Ok(reply) if work.accepts(&reply) => {
-                if work.op() == Op::CreateUser {
-                    out.created.extend(created_id(&reply.body));
-                }
+            Ok(_) if accepted => {
                 if measured {
-                    let micros = (done - start).as_micros() as u64;
-                    out.hist.saturating_record(micros.clamp(1, MAX_MICROS));
+                    record(&mut out.hist, done - start);
                     out.elapsed = done - warm_end;
                 }
             }

@@ -1,18 +1,21 @@
 //! The measured operations: what request each one sends next and which
 //! answer counts as a success. Reads pick uniformly random loaded users;
 //! creates use fresh names; member additions walk a pool of users that are
-//! not yet members, so every PATCH really adds a row.
+//! not yet members, so every PATCH really adds a row. The request builders
+//! at the end are shared with the soak's mixed workload.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use hyper::{Method, StatusCode};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::Rng;
+use rand::rngs::SmallRng;
 
 use crate::client::{Call, Reply};
 use crate::fixtures;
 use crate::load::Dataset;
+use crate::measure::Work;
 
 /// One benchmarked operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,8 @@ pub struct Workload {
     pool: Arc<Vec<String>>,
     cursor: AtomicUsize,
     seq: AtomicU64,
+    /// Ids of the users created so far (warm-up included).
+    created: Mutex<Vec<String>>,
 }
 
 impl Workload {
@@ -92,12 +97,16 @@ impl Workload {
             pool,
             cursor: AtomicUsize::new(0),
             seq: AtomicU64::new(0),
+            created: Mutex::new(Vec::new()),
         }
     }
 
-    /// The operation.
-    pub fn op(&self) -> Op {
-        self.op
+    /// Ids of the users this workload created (warm-up included).
+    pub fn created(&self) -> Vec<String> {
+        self.created
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// When the member pool ran out: how many additions (warm-up included)
@@ -110,31 +119,19 @@ impl Workload {
     }
 
     /// The next request.
-    pub fn next_call(&self, rng: &mut impl Rng) -> Call {
+    fn call(&self, rng: &mut impl Rng) -> Call {
         let d = &self.data;
         let i = rng.random_range(0..d.user_ids.len());
         match self.op {
             Op::Healthz => Call::get("/healthz"),
-            Op::GetUser => Call::get(format!("/scim/v2/Users/{}", d.user_ids[i])),
-            Op::FilterUserName => filter(&format!("userName eq \"{}\"", fixtures::user_name(i))),
+            Op::GetUser => get_user(&d.user_ids[i]),
+            Op::FilterUserName => filter_user_name(i),
             Op::FilterEmail => filter(&format!(
                 "emails[type eq \"work\"].value eq \"{}\"",
                 fixtures::work_email(i)
             )),
-            Op::CreateUser => {
-                let n = self.seq.fetch_add(1, Ordering::Relaxed);
-                let body = fixtures::new_user(n).to_string();
-                Call::with_body(Method::POST, "/scim/v2/Users", body)
-            }
-            Op::PatchUser => {
-                let n = self.seq.fetch_add(1, Ordering::Relaxed);
-                let body = fixtures::replace_title(&format!("Title {n}")).to_string();
-                Call::with_body(
-                    Method::PATCH,
-                    format!("/scim/v2/Users/{}", d.user_ids[i]),
-                    body,
-                )
-            }
+            Op::CreateUser => create_user(self.seq.fetch_add(1, Ordering::Relaxed)),
+            Op::PatchUser => patch_title(&d.user_ids[i], self.seq.fetch_add(1, Ordering::Relaxed)),
             Op::AddMemberSmall => self.add_member(&d.small_group),
             Op::AddMemberBig => self.add_member(&d.big_group),
         }
@@ -146,21 +143,78 @@ impl Workload {
             .pool
             .get(k % self.pool.len().max(1))
             .map_or("", String::as_str);
-        let body = fixtures::add_members([member]).to_string();
-        Call::with_body(Method::PATCH, format!("/scim/v2/Groups/{group}"), body).minimal()
+        add_member(group, member)
     }
 
     /// Whether `reply` is the answer a working gateway gives: the expected
     /// status, and for a filter exactly one match.
-    pub fn accepts(&self, reply: &Reply) -> bool {
+    fn accepts(&self, reply: &Reply) -> bool {
         if reply.status != self.op.expected() {
             return false;
         }
         match self.op {
-            Op::FilterUserName | Op::FilterEmail => total_results(&reply.body) == Some(1),
+            Op::FilterUserName | Op::FilterEmail => is_single_match(reply),
             _ => true,
         }
     }
+}
+
+impl Work for Workload {
+    type Ticket = ();
+
+    fn next_call(&self, rng: &mut SmallRng) -> (Call, ()) {
+        (self.call(rng), ())
+    }
+
+    fn settle(&self, _: (), reply: Option<&Reply>) -> bool {
+        let Some(reply) = reply.filter(|r| self.accepts(r)) else {
+            return false;
+        };
+        if self.op == Op::CreateUser {
+            let mut created = self.created.lock().unwrap_or_else(PoisonError::into_inner);
+            created.extend(created_id(&reply.body));
+        }
+        true
+    }
+}
+
+/// `GET /Users/{id}`.
+pub fn get_user(id: &str) -> Call {
+    Call::get(format!("/scim/v2/Users/{id}"))
+}
+
+/// `GET /Users?filter=userName eq "…"` for loaded user `i`.
+pub fn filter_user_name(i: usize) -> Call {
+    filter(&format!("userName eq \"{}\"", fixtures::user_name(i)))
+}
+
+/// `POST /Users` of new user `n` (unique within the run).
+pub fn create_user(n: u64) -> Call {
+    let body = fixtures::new_user(n).to_string();
+    Call::with_body(Method::POST, "/scim/v2/Users", body)
+}
+
+/// `PATCH /Users/{id}` replacing `title` with `Title n`.
+pub fn patch_title(id: &str, n: u64) -> Call {
+    let body = fixtures::replace_title(&format!("Title {n}")).to_string();
+    Call::with_body(Method::PATCH, format!("/scim/v2/Users/{id}"), body)
+}
+
+/// `PATCH /Groups/{group}` adding `member`, answered with 204.
+pub fn add_member(group: &str, member: &str) -> Call {
+    let body = fixtures::add_members([member]).to_string();
+    Call::with_body(Method::PATCH, format!("/scim/v2/Groups/{group}"), body).minimal()
+}
+
+/// `PATCH /Groups/{group}` removing `member`, answered with 204.
+pub fn remove_member(group: &str, member: &str) -> Call {
+    let body = fixtures::remove_members([member]).to_string();
+    Call::with_body(Method::PATCH, format!("/scim/v2/Groups/{group}"), body).minimal()
+}
+
+/// Whether a ListResponse found exactly one resource.
+pub fn is_single_match(reply: &Reply) -> bool {
+    total_results(&reply.body) == Some(1)
 }
 
 /// The id in a created resource's body. This and [`total_results`] scan
@@ -173,7 +227,7 @@ pub fn created_id(body: &[u8]) -> Option<String> {
 }
 
 /// `totalResults` of a ListResponse.
-fn total_results(body: &[u8]) -> Option<u64> {
+pub fn total_results(body: &[u8]) -> Option<u64> {
     let rest = after(body, b"\"totalResults\":")?;
     let len = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&rest[..len]).ok()?.parse().ok()

@@ -170,6 +170,7 @@ mod tests {
                     ..Memory::default()
                 },
                 Memory {
+                    rss_kib: 1536,
                     peak_kib: 3072,
                     anon_kib: 1024,
                     file_kib: 512,
