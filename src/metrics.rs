@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::store::jobs::{QueueStat, state};
@@ -66,6 +66,8 @@ pub struct Snapshot {
     pub paused: Vec<(String, Option<String>)>,
     /// Now, as stored timestamps are written.
     pub now: chrono::DateTime<chrono::Utc>,
+    /// SQLite group commit: (transactions committed, writes they carried).
+    pub group_commit: Option<(u64, u64)>,
 }
 
 impl Metrics {
@@ -246,6 +248,26 @@ fn delivery_families(
         }
     }
     let mut out = jobs.collect();
+    if let Some((commits, writes)) = snap.group_commit {
+        let c = IntCounter::with_opts(
+            Opts::new(
+                "db_commits_total",
+                "SQLite transactions committed by the writer thread.",
+            )
+            .namespace(NAMESPACE),
+        )?;
+        c.inc_by(commits);
+        let w = IntCounter::with_opts(
+            Opts::new(
+                "db_writes_total",
+                "Writes those commits carried (writes ÷ commits = the group-commit batch size).",
+            )
+            .namespace(NAMESPACE),
+        )?;
+        w.inc_by(writes);
+        out.extend(c.collect());
+        out.extend(w.collect());
+    }
     out.extend(dead.collect());
     out.extend(age.collect());
     out.extend(paused.collect());
@@ -307,6 +329,7 @@ mod tests {
                 ("hr".into(), Some("maintenance".into())),
             ],
             now,
+            group_commit: Some((40, 1000)),
         };
         let text = m.render(&["crm".into(), "hr".into()], &snap).unwrap();
         for line in [
@@ -321,6 +344,8 @@ mod tests {
             r#"scim_gateway_app_paused{app="hr"} 1"#,
             r#"scim_gateway_app_quarantined{app="crm"} 1"#,
             r#"scim_gateway_app_quarantined{app="hr"} 0"#,
+            "scim_gateway_db_commits_total 40",
+            "scim_gateway_db_writes_total 1000",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -97,7 +97,13 @@ impl r2d2::ManageConnection for Manager {
 }
 
 impl Manager {
-    fn open(&self) -> Result<AnyConnection, StoreError> {
+    /// A manager for the given backend.
+    pub fn new(target: Target) -> Self {
+        Self { target }
+    }
+
+    /// Opens one connection with the per-connection options set.
+    pub fn open(&self) -> Result<AnyConnection, StoreError> {
         match &self.target {
             Target::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)

@@ -26,6 +26,7 @@ pub mod jobs;
 mod members;
 mod resources;
 pub mod schema;
+mod writer;
 
 use std::sync::Arc;
 
@@ -60,6 +61,7 @@ pub use resources::{
 
 use crate::config::DatabaseSettings;
 use crate::error::ScimError;
+use connection::Manager;
 
 /// Errors from the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -132,27 +134,29 @@ impl From<r2d2::Error> for StoreError {
 pub struct Db {
     pool: Pool,
     target: Arc<Target>,
-    /// SQLite: the process's writers take turns here before `BEGIN
-    /// IMMEDIATE`. SQLite has one write lock per file, and a writer that
-    /// finds it taken sleeps in the busy handler (1, 2, 5, 10 … ms) instead
-    /// of being woken when it is free: under concurrent writes most of the
-    /// time went to those sleeps. Queued on a mutex, each writer starts the
-    /// moment the previous one commits, and holds no pooled connection
-    /// while it waits, so reads are never starved of connections. (Other
-    /// processes on the same file, such as the CLI, still meet the busy
-    /// handler.) PostgreSQL: `None`; its row locks order writers.
-    writers: Option<Arc<std::sync::Mutex<()>>>,
+    /// SQLite: the writer thread that group-commits the process's writes
+    /// ([`writer`]). SQLite has one write lock per file, so writers queue
+    /// anyway; queued in-process, each starts the moment the previous one
+    /// is done instead of sleeping in the busy handler, holds no pooled
+    /// connection while it waits, and shares its commit with the writes
+    /// queued behind it. (Other processes on the same file, such as the
+    /// CLI, still meet the busy handler.) PostgreSQL: `None`; its row
+    /// locks order writers, and each write commits on its own connection.
+    writer: Option<writer::Writer>,
 }
 
 impl Db {
     /// Builds the pool and applies migrations.
     pub fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let (pool, target) = build_pool(settings)?;
-        let writers = matches!(target, Target::Sqlite(_)).then(Default::default);
+        let writer = match target {
+            Target::Sqlite(_) => Some(writer::Writer::start(Manager::new(target.clone()))?),
+            Target::Postgres(_) => None,
+        };
         let db = Db {
             pool,
             target: Arc::new(target),
-            writers,
+            writer,
         };
         let mut conn = db.pool.get()?;
         let applied = run_migrations(&mut conn.inner)?;
@@ -173,27 +177,8 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.blocking(None, f).await
-    }
-
-    /// Runs `f` on a pooled connection in a blocking thread, after taking
-    /// `turn` (the SQLite writers' queue) when given.
-    async fn blocking<T, F>(
-        &self,
-        turn: Option<Arc<std::sync::Mutex<()>>>,
-        f: F,
-    ) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
-    {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            // A writer that panicked released the turn with its transaction
-            // rolled back: the queue itself is still sound.
-            let _turn = turn
-                .as_ref()
-                .map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
             let mut conn = pool.get()?;
             let result = f(&mut conn.inner);
             if matches!(result, Err(StoreError::Unavailable(_)))
@@ -207,14 +192,25 @@ impl Db {
         .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
-    /// Runs `f` in a write transaction, off the async executor.
+    /// Runs `f` in a write transaction, off the async executor, and
+    /// answers once it is committed. `f` may run in a transaction shared
+    /// with other writes (SQLite group commit), inside a savepoint of its
+    /// own: an `Err` from `f` rolls back exactly what `f` did.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.blocking(self.writers.clone(), move |conn| write_tx(conn, f))
-            .await
+        match &self.writer {
+            Some(writer) => writer.write(f).await,
+            None => self.run(move |conn| write_tx(conn, f)).await,
+        }
+    }
+
+    /// SQLite: transactions the writer thread committed and the writes
+    /// they carried, since start. `None` on PostgreSQL.
+    pub fn group_commit(&self) -> Option<(u64, u64)> {
+        self.writer.as_ref().map(|w| (w.commits(), w.writes()))
     }
 
     /// Whether the database answers with every migration applied; the

@@ -391,10 +391,36 @@ async fn metrics_need_a_metrics_token_unless_public() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let samples = parse_exposition(&res.text().await.unwrap());
+    // Only SQLite's group-commit counters, at zero.
+    let db_counter = |s: &Sample| s.name.starts_with("scim_gateway_db_");
     assert!(
-        samples.is_empty(),
-        "a fresh gateway has counted nothing yet"
+        samples.iter().all(|s| db_counter(s) && s.value == 0.0),
+        "a fresh gateway has counted nothing yet: {:?}",
+        samples.iter().map(|s| &s.name).collect::<Vec<_>>()
     );
+
+    // Writes show in the group-commit counters (SQLite only).
+    for i in 0..5 {
+        public.create_user(&format!("counted{i}")).await;
+    }
+    let res = public
+        .client
+        .get(format!("{}/metrics", public.address))
+        .send()
+        .await
+        .unwrap();
+    let samples = parse_exposition(&res.text().await.unwrap());
+    let value = |name: &str| samples.iter().find(|s| s.name == name).map(|s| s.value);
+    if public.database_url.starts_with("postgres") {
+        assert!(!samples.iter().any(db_counter));
+    } else {
+        let commits = value("scim_gateway_db_commits_total").unwrap();
+        let writes = value("scim_gateway_db_writes_total").unwrap();
+        assert!(
+            commits >= 1.0 && writes >= 5.0 && writes >= commits,
+            "{commits} {writes}"
+        );
+    }
 }
 
 #[tokio::test]
