@@ -308,21 +308,25 @@ impl Service {
             },
             None => load,
         };
-        Ok(self
-            .db
-            .run(move |conn| {
-                let row = store::find_resource(conn, &tenant, kind.name(), &id)?;
-                let mut stored = load_side(conn, kind, row, load)?;
-                if let Some(p) = &policy {
-                    let doc = render(rt_of(&reg, kind), &stored, "");
-                    if !p.in_scope(&reg, kind, &doc) {
-                        return Err(StoreError::NotFound);
-                    }
-                    restrict_members(conn, &reg, p, &tenant, &mut stored)?;
+        // A group's members can be many: only then is this not a point read.
+        let point = !(kind == Kind::Group && load.members);
+        let read = move |conn: &mut AnyConnection| {
+            let row = store::find_resource(conn, &tenant, kind.name(), &id)?;
+            let mut stored = load_side(conn, kind, row, load)?;
+            if let Some(p) = &policy {
+                let doc = render(rt_of(&reg, kind), &stored, "");
+                if !p.in_scope(&reg, kind, &doc) {
+                    return Err(StoreError::NotFound);
                 }
-                Ok(stored)
-            })
-            .await?)
+                restrict_members(conn, &reg, p, &tenant, &mut stored)?;
+            }
+            Ok(stored)
+        };
+        Ok(if point {
+            self.db.point(read).await?
+        } else {
+            self.db.run(read).await?
+        })
     }
 
     /// The app whose view a pull token reads, if the actor has one.

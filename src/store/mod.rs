@@ -143,6 +143,18 @@ pub struct Db {
     /// CLI, still meet the busy handler.) PostgreSQL: `None`; its row
     /// locks order writers, and each write commits on its own connection.
     writer: Option<writer::Writer>,
+    /// Names this store's connections in the worker threads' point-read
+    /// caches ([`Db::point`]).
+    id: u64,
+}
+
+/// Source of [`Db::id`].
+static NEXT_DB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+thread_local! {
+    /// SQLite connections of this worker thread for point reads, one per store.
+    static POINT_READERS: std::cell::RefCell<std::collections::HashMap<u64, AnyConnection>> =
+        std::cell::RefCell::default();
 }
 
 impl Db {
@@ -157,6 +169,7 @@ impl Db {
             pool,
             target: Arc::new(target),
             writer,
+            id: NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         let mut conn = db.pool.get()?;
         let applied = run_migrations(&mut conn.inner)?;
@@ -190,6 +203,39 @@ impl Db {
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    /// Runs a point read — a handful of index look-ups, nothing that can
+    /// scan — where it is cheapest. On SQLite that is inline, on a
+    /// connection the calling worker thread keeps for this store: a hop to
+    /// the blocking pool and a pool checkout cost more than such a read
+    /// itself (DESIGN.md). WAL readers never wait for the writer, so the
+    /// worker is not held up. On PostgreSQL (a network round trip) it is
+    /// [`Db::run`]. `f` must not scan: it blocks the worker thread.
+    pub async fn point<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let Target::Sqlite(_) = self.target.as_ref() else {
+            return self.run(f).await;
+        };
+        // Taken out while in use, so a nested point read opens its own.
+        let cached = POINT_READERS.with(|m| m.borrow_mut().remove(&self.id));
+        let mut conn = match cached {
+            Some(c) => c,
+            None => Manager::new(self.target.as_ref().clone()).open()?,
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn)))
+            .unwrap_or_else(|_| Err(StoreError::Internal("a read panicked".into())));
+        let keep = !matches!(
+            result,
+            Err(StoreError::Unavailable(_) | StoreError::Internal(_))
+        );
+        if keep {
+            POINT_READERS.with(|m| m.borrow_mut().insert(self.id, conn));
+        }
+        result
     }
 
     /// Runs `f` in a write transaction, off the async executor, and
