@@ -153,9 +153,8 @@ pub fn find_groups_of(
 ) -> Result<Vec<GroupRef>, StoreError> {
     let mut out = Vec::new();
     for chunk in member_ids.chunks(500) {
-        let rows: Vec<(String, String, Option<String>)> = group_members::table
+        let query = group_members::table
             .inner_join(resources::table.on(resources::id.eq(group_members::group_id)))
-            .filter(group_members::member_id.eq_any(chunk))
             .order((
                 group_members::member_id.asc(),
                 group_members::group_id.asc(),
@@ -164,8 +163,15 @@ pub fn find_groups_of(
                 group_members::member_id,
                 group_members::group_id,
                 resources::display,
-            ))
-            .load(conn)?;
+            ));
+        // One member (every GET of a user) as `=`: diesel caches that
+        // statement, while an `IN (…)` list is prepared afresh each time.
+        let rows: Vec<(String, String, Option<String>)> = match chunk {
+            [one] => query.filter(group_members::member_id.eq(one)).load(conn)?,
+            _ => query
+                .filter(group_members::member_id.eq_any(chunk))
+                .load(conn)?,
+        };
         out.extend(
             rows.into_iter()
                 .map(|(member_id, group_id, display)| GroupRef {
