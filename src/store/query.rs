@@ -229,9 +229,20 @@ impl Sql {
 
     /// `WHERE` for one tenant's resources of one type passing `pred`.
     fn scope(&mut self, tenant: &str, resource_type: &str, pred: &Pred) {
-        self.push(" FROM resources r WHERE r.tenant = ");
+        // When the predicate names a small set of ids (an index look-up),
+        // the query must start from it: with the (tenant, type) index in
+        // reach, both planners may instead walk the whole tenant in
+        // creation order and probe the set per row, above all before
+        // statistics exist. An expression on the columns takes the index
+        // out of reach (`+x` on SQLite, `x || ''` on PostgreSQL).
+        let (tenant_col, type_col) = match (narrows(pred), self.pg) {
+            (false, _) => ("r.tenant", "r.resource_type"),
+            (true, false) => ("+r.tenant", "+r.resource_type"),
+            (true, true) => ("r.tenant || ''", "r.resource_type || ''"),
+        };
+        self.push(&format!(" FROM resources r WHERE {tenant_col} = "));
         self.bind(tenant);
-        self.push(" AND r.resource_type = ");
+        self.push(&format!(" AND {type_col} = "));
         self.bind(resource_type);
         if *pred != Pred::True {
             self.push(" AND ");
@@ -245,6 +256,18 @@ impl Sql {
             Pred::True => self.push(if neg { "1 = 0" } else { "1 = 1" }),
             Pred::False => self.push(if neg { "1 = 1" } else { "1 = 0" }),
             Pred::Not(inner) => self.pred(inner, !neg, tenant, rtype),
+            Pred::Or(items) if !neg && items.iter().all(is_set) => {
+                // One set of ids: both planners drive the query from a
+                // union, where an OR of sets becomes a scan on PostgreSQL.
+                self.push("r.id IN (");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.push(" UNION ");
+                    }
+                    self.id_set(item, tenant, rtype);
+                }
+                self.push(")");
+            }
             Pred::And(items) | Pred::Or(items) => {
                 let and = matches!(pred, Pred::And(_)) != neg;
                 self.push("(");
@@ -256,24 +279,23 @@ impl Sql {
                 }
                 self.push(")");
             }
-            Pred::Index { attr, test } => {
-                // Positive: an uncorrelated set the planner can drive the
-                // query from. Negative: a correlated anti-join.
-                if neg {
-                    self.push("NOT EXISTS (SELECT 1 FROM attr_index a WHERE a.resource_id = r.id AND a.attr = ");
-                } else {
-                    self.push("r.id IN (SELECT a.resource_id FROM attr_index a WHERE a.tenant = ");
-                    self.bind(tenant);
-                    self.push(" AND a.resource_type = ");
-                    self.bind(rtype);
-                    self.push(" AND a.attr = ");
-                }
+            Pred::Index { attr, test } if neg => {
+                // A correlated anti-join.
+                self.push(
+                    "NOT EXISTS (SELECT 1 FROM attr_index a WHERE a.resource_id = r.id AND a.attr = ",
+                );
                 self.bind(attr.as_str());
                 self.push(" AND a.value <> ''");
                 if *test != Test::Anything {
                     self.push(" AND ");
                     self.test("a.value", test, false);
                 }
+                self.push(")");
+            }
+            Pred::Index { .. } => {
+                // An uncorrelated set the planner can drive the query from.
+                self.push("r.id IN (");
+                self.id_set(pred, tenant, rtype);
                 self.push(")");
             }
             Pred::Column { column, test } => {
@@ -330,25 +352,71 @@ impl Sql {
 
     /// `r.id` of groups with / resources in `other` (`self_col` is the row's side).
     fn membership(&mut self, neg: bool, self_col: &str, other_col: &str, other: &Option<String>) {
-        match (neg, other) {
-            (false, Some(v)) => {
-                self.push(&format!(
-                    "r.id IN (SELECT gm.{self_col} FROM group_members gm WHERE gm.{other_col} = "
-                ));
-                self.bind(v.as_str());
-                self.push(")");
+        if let (false, Some(_)) = (neg, other) {
+            let set = if self_col == "group_id" {
+                Pred::HasMember(other.clone())
+            } else {
+                Pred::MemberOf(other.clone())
+            };
+            self.push("r.id IN (");
+            self.id_set(&set, "", "");
+            self.push(")");
+            return;
+        }
+        self.push(if neg { "NOT EXISTS" } else { "EXISTS" });
+        self.push(&format!(
+            " (SELECT 1 FROM group_members gm WHERE gm.{self_col} = r.id"
+        ));
+        if let Some(v) = other {
+            self.push(&format!(" AND gm.{other_col} = "));
+            self.bind(v.as_str());
+        }
+        self.push(")");
+    }
+
+    /// `SELECT` of the ids in a set predicate (see [`is_set`]).
+    fn id_set(&mut self, pred: &Pred, tenant: &str, rtype: &str) {
+        match pred {
+            Pred::Index { attr, test } => {
+                self.push("SELECT a.resource_id FROM attr_index a WHERE a.tenant = ");
+                self.bind(tenant);
+                self.push(" AND a.resource_type = ");
+                self.bind(rtype);
+                self.push(" AND a.attr = ");
+                self.bind(attr.as_str());
+                self.push(" AND a.value <> ''");
+                if *test != Test::Anything {
+                    self.push(" AND ");
+                    self.test("a.value", test, false);
+                }
             }
-            (_, other) => {
-                self.push(if neg { "NOT EXISTS" } else { "EXISTS" });
-                self.push(&format!(
-                    " (SELECT 1 FROM group_members gm WHERE gm.{self_col} = r.id"
-                ));
-                if let Some(v) = other {
-                    self.push(&format!(" AND gm.{other_col} = "));
-                    self.bind(v.as_str());
+            Pred::HasMember(Some(m)) => {
+                self.push("SELECT gm.group_id FROM group_members gm WHERE gm.member_id = ");
+                self.bind(m.as_str());
+            }
+            Pred::MemberOf(Some(g)) => {
+                self.push("SELECT gm.member_id FROM group_members gm WHERE gm.group_id = ");
+                self.bind(g.as_str());
+            }
+            Pred::Ids(ids) => {
+                self.push("SELECT r2.id FROM resources r2 WHERE r2.id IN (");
+                for (i, id) in ids.iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    self.bind(id.as_str());
                 }
                 self.push(")");
             }
+            Pred::Column {
+                column: Column::Id,
+                test: Test::Eq(id),
+            } => {
+                self.push("SELECT r2.id FROM resources r2 WHERE r2.id = ");
+                self.bind(id.as_str());
+            }
+            // Not a set: callers check `is_set` first.
+            _ => self.push("SELECT r2.id FROM resources r2 WHERE 1 = 0"),
         }
     }
 
@@ -529,6 +597,29 @@ impl Sql {
     }
 }
 
+/// Whether `pred` is a set of ids found through an index on something
+/// other than the tenant (attribute index, membership, ids).
+fn is_set(pred: &Pred) -> bool {
+    match pred {
+        Pred::Index { .. } | Pred::HasMember(Some(_)) | Pred::MemberOf(Some(_)) => true,
+        Pred::Ids(ids) => !ids.is_empty(),
+        Pred::Column {
+            column: Column::Id,
+            test: Test::Eq(_),
+        } => true,
+        _ => false,
+    }
+}
+
+/// Whether `pred` confines rows to such a set (so the query starts there).
+fn narrows(pred: &Pred) -> bool {
+    match pred {
+        Pred::And(items) => items.iter().any(narrows),
+        Pred::Or(items) => items.iter().all(is_set),
+        other => is_set(other),
+    }
+}
+
 /// The least string greater than every string starting with `p`, in code
 /// point order: `p` with its last character incremented (dropping trailing
 /// U+10FFFF). `None` when there is none (every string ≥ `p` starts with it).
@@ -692,10 +783,12 @@ pub fn explain_matching(
     });
     sql.push(" LIMIT 100");
     let lines: Vec<String> = if sql.pg {
-        sql.load::<PgLine>(conn)?
-            .into_iter()
-            .map(|l| l.plan)
-            .collect()
+        use diesel::connection::SimpleConnection;
+        // Planning as for a large table: no sequential scan when an index serves.
+        conn.batch_execute("SET enable_seqscan = off")?;
+        let lines = sql.load::<PgLine>(conn);
+        conn.batch_execute("SET enable_seqscan = on")?;
+        lines?.into_iter().map(|l| l.plan).collect()
     } else {
         sql.load::<Line>(conn)?
             .into_iter()
