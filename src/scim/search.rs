@@ -166,21 +166,21 @@ fn page_offset(
     cond: &Pred,
     order: &Order,
 ) -> Result<Page, StoreError> {
-    let total = query::count_matching(conn, q.tenant, q.kind.name(), cond)?;
-    let start = (q.params.start_index - 1).min(total);
-    let rows = if q.params.count == 0 || start >= total {
+    let (tenant, kind, count) = (q.tenant, q.kind.name(), q.params.count);
+    let skip = q.params.start_index - 1;
+    let rows = if count == 0 {
         Vec::new()
     } else {
-        query::find_matching_page(
-            conn,
-            q.tenant,
-            q.kind.name(),
-            cond,
-            order,
-            start,
-            q.params.count,
-        )?
+        query::find_matching_page(conn, tenant, kind, cond, order, skip, count)?
     };
+    // A short page that starts inside the matches ends them: no count
+    // needed (a look-up by userName is then one query).
+    let total = if rows.len() < count && (skip == 0 || !rows.is_empty()) {
+        skip + rows.len()
+    } else {
+        query::count_matching(conn, tenant, kind, cond)?
+    };
+    let start = skip.min(total);
     let mut resources = Vec::with_capacity(rows.len());
     for row in rows {
         resources.push(load_side(conn, q.kind, row, q.load)?);
@@ -200,7 +200,6 @@ fn page_cursor(
     cond: &Pred,
 ) -> Result<Page, StoreError> {
     let (tenant, kind, count) = (q.tenant, q.kind.name(), q.params.count);
-    let total = query::count_matching(conn, tenant, kind, cond)?;
     let cursor = q.cursor.as_ref().and_then(Option::as_ref);
     let boundary = cursor.map(|c| (c.created.as_str(), c.id.as_str()));
     let before = cursor.is_some_and(|c| c.direction == Direction::Before);
@@ -208,6 +207,11 @@ fn page_cursor(
     let mut rows =
         query::find_matching_keyset(conn, tenant, kind, cond, boundary, before, false, count + 1)?;
     let far = rows.len() > count;
+    let total = if boundary.is_none() && !far {
+        rows.len() // the first page holds every match
+    } else {
+        query::count_matching(conn, tenant, kind, cond)?
+    };
     rows.truncate(count);
     if before {
         rows.reverse();
