@@ -277,7 +277,7 @@ fn scan(
                 let (ok, doc) = if candidate.sure == 0 {
                     evaluate(conn, q, row)?
                 } else {
-                    let stored = load_side(conn, q.kind, row, Load::default())?;
+                    let stored = load_side(conn, q.kind, row, side(q))?;
                     (true, Value::Object(render(q.rt, &stored, "")))
                 };
                 if !ok {

@@ -433,7 +433,12 @@ impl Sql {
             s.bind(v);
         };
         match test {
-            Test::Eq(v) => cmp(self, "=", v),
+            // Equality is the same in every deterministic collation, and
+            // only the column's own collation can use its index.
+            Test::Eq(v) => {
+                self.push(&format!("{expr} = "));
+                self.bind(v.as_str());
+            }
             Test::Gt(v) => cmp(self, ">", v),
             Test::Ge(v) => cmp(self, ">=", v),
             Test::Lt(v) => cmp(self, "<", v),

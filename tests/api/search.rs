@@ -242,6 +242,16 @@ async fn indexed_filters_compile_to_index_lookups_without_a_scan() {
             "{filter}: {plan}"
         );
     }
+    // `id eq` reads the primary key (also on PostgreSQL, where order
+    // comparisons on ids use byte order but equality keeps the index).
+    let (plan, exact) = app.explain_user_filter(r#"id eq "x""#);
+    assert!(exact);
+    assert!(
+        (plan.contains("sqlite_autoindex_resources_1") || plan.contains("resources_pkey"))
+            && !plan.contains("resources_by_type")
+            && !plan.contains("Seq Scan"),
+        "id eq: {plan}"
+    );
     // `userName eq` is decided in SQL; the value path needs the evaluator
     // for `type`, on the rows the index found.
     assert!(app.explain_user_filter(r#"userName eq "bjensen""#).1);
