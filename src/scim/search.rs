@@ -461,12 +461,22 @@ impl<'k> Selector<'k> {
                 .map(|e| make(e, Direction::Before));
             (next, prev)
         });
-        let ids: Vec<String> = page.iter().map(|e| e.id.clone()).collect();
+        // Through the compiled query (planned for these ids), not diesel's
+        // cached `id = ANY(…)` statement, whose generic plan on PostgreSQL
+        // may walk the tenant.
+        let ids = Pred::Ids(page.iter().map(|e| e.id.clone()).collect());
+        let creation = Order {
+            key: None,
+            descending: false,
+        };
+        let found = if page.is_empty() {
+            Vec::new()
+        } else {
+            let (tenant, kind) = (q.tenant, q.kind.name());
+            query::find_matching_page(conn, tenant, kind, &ids, &creation, 0, page.len())?
+        };
         let mut rows: HashMap<String, store::ResourceRow> =
-            store::find_resources_by_ids(conn, q.tenant, q.kind.name(), &ids)?
-                .into_iter()
-                .map(|r| (r.id.clone(), r))
-                .collect();
+            found.into_iter().map(|r| (r.id.clone(), r)).collect();
         let mut resources = Vec::with_capacity(page.len());
         for e in &page {
             // A row deleted since it was matched is left out.
