@@ -191,6 +191,18 @@ pub fn sort_key<'a>(rt: &'a ResourceType, sort_by: &str) -> Result<SortKey<'a>, 
 }
 
 impl SortKey<'_> {
+    /// The path of a core or common attribute (`userName`, `meta.created`);
+    /// `None` for an extension's.
+    pub fn core_path(&self) -> Option<String> {
+        if self.ext.is_some() {
+            return None;
+        }
+        Some(match self.sub {
+            Some(s) => format!("{}.{}", self.attr.name, s.name),
+            None => self.attr.name.clone(),
+        })
+    }
+
     /// The sort value of a rendered resource (first element of a multi-valued
     /// attribute, preferring the primary one).
     pub fn value<'d>(&self, doc: &'d Map<String, Value>) -> Option<&'d Value> {

@@ -17,4 +17,5 @@ pub mod project;
 mod properties;
 pub mod render;
 pub mod schema;
+mod search;
 pub mod service;

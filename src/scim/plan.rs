@@ -1,192 +1,424 @@
-//! Filter planning: which resources a filter can possibly match, found
-//! through the attribute index and the membership table instead of a scan.
+//! Filter compilation: a parsed SCIM filter becomes two SQL predicates over
+//! a tenant's resources, `over` (every match passes it) and `under` (whatever
+//! passes it matches). Where they are equal the filter is exact in SQL and
+//! the database counts, sorts and pages; where they differ, only rows in
+//! `over` but not `under` go through the in-memory evaluator
+//! ([`filter::matches`], the reference semantics, shared with policy rules).
 //!
 //! ```text
-//!  filter ──plan──▶ Candidates::Ids(set) ──load rows──▶ evaluator (exact semantics)
-//!                   Candidates::All     ──scan type──▶ evaluator
+//!  userName eq "x"          over = under = index(username = "x")        exact
+//!  not (userName sw "a")    over = under = not index(username ≥ "a" < "b") exact
+//!  title eq "x"             over = true,  under = false                 evaluator
+//!  emails[type eq "work"    over = index(emails.value = "x")            evaluator on
+//!         and value eq "x"] under = false (same element: not in index)  the few candidates
 //! ```
-//! A plan only ever over-approximates: the in-memory evaluator decides, so a
-//! plan can be coarse but never wrong. `and` intersects what it can narrow,
-//! `or` unions only when every branch narrows, `not` does not narrow.
+//! `and`/`or` combine both bounds, `not` swaps them (`over' = not under`).
+//!
+//! What compiles, exactly:
+//! - the indexed attributes (`userName`, `externalId`, `displayName`,
+//!   `emails.value`; see [`INDEXED`]) for every operator with a string
+//!   operand, against `attr_index` whose values are case-folded unless the
+//!   schema says `caseExact`. Index values are cut at 512 bytes: operands of
+//!   up to [`EXACT_BYTES`] bytes compare exactly against a cut value (they
+//!   decide within its first bytes), longer operands and `co`/`ew` against a
+//!   long value only narrow (the long rows go to the evaluator);
+//! - `id`, `meta.created`, `meta.lastModified` (dateTimes compare as
+//!   instants: the stored text is fixed-width UTC), `meta.resourceType`;
+//! - `members`/`members.value` of a Group and `groups`/`groups.value` of a
+//!   User (`eq`, `ne`, `pr`) against `group_members`;
+//! - boolean attributes (`active eq false`, extension booleans) against the
+//!   stored JSON document;
+//! - value paths (`emails[value sw "a" or value ew "z"]`) where one element
+//!   need not satisfy two conditions at once.
+//!
+//! Everything else (non-indexed strings such as `title`, extension strings,
+//! `emails.type`, numbers, `co` on dateTimes, element-wise `and` inside
+//! brackets) is left to the evaluator, narrowed by whatever else the filter
+//! says. Indexing more attributes was weighed and not done: each index row
+//! is written on every create and replace (the write target is 5,000/s),
+//! and case-insensitive comparison of JSON strings in SQL cannot match the
+//! evaluator's Unicode case folding on SQLite, so it could only narrow.
 
-use std::collections::HashSet;
-
+use chrono::{Datelike, Timelike, Utc};
 use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, Filter, ValFilter};
+use serde_json::Value;
 
-use super::index::{INDEXED, index_value};
-use super::schema::ResourceType;
-use crate::store::{self, AnyConnection, StoreError};
+use super::filter::{compare, parse_time};
+use super::index::{INDEXED, MAX_INDEXED_BYTES};
+use super::list::SortKey;
+use super::path::{Target, resolve};
+use super::schema::{AttrDef, AttrType, ResourceType};
+use crate::store::query::{Column, Pred, SortBy, Test};
 
-/// Ids a filter can match, or every resource.
+/// Operands up to this many bytes compare exactly against cut index values:
+/// a value is only cut when longer than [`MAX_INDEXED_BYTES`], and then to
+/// at least `MAX_INDEXED_BYTES - 3` bytes (a character boundary).
+pub const EXACT_BYTES: usize = MAX_INDEXED_BYTES - 4;
+
+/// What SQL can say about a filter: `under ⊆ matches ⊆ over`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Candidates {
-    /// No narrowing: every resource of the type.
-    All,
-    /// Only these ids can match.
-    Ids(HashSet<String>),
+pub struct Compiled {
+    /// Every match passes it.
+    pub over: Pred,
+    /// Whatever passes it matches.
+    pub under: Pred,
 }
 
-/// One index probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Probe {
-    Eq(String, String),
-    Prefix(String, String),
-    Present(String),
-    Id(String),
-    GroupWithMember(String),
-}
-
-/// The plan tree: probes combined by and/or.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Plan {
-    All,
-    Probe(Probe),
-    And(Vec<Plan>),
-    Or(Vec<Plan>),
-}
-
-/// Plans a filter and runs its probes.
-pub fn candidates(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    rt: &ResourceType,
-    filter: &Filter,
-) -> Result<Candidates, StoreError> {
-    run(conn, tenant, rt.name, &plan(rt, filter))
-}
-
-fn run(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    kind: &str,
-    plan: &Plan,
-) -> Result<Candidates, StoreError> {
-    Ok(match plan {
-        Plan::All => Candidates::All,
-        Plan::Probe(p) => Candidates::Ids(
-            match p {
-                Probe::Eq(attr, v) => store::find_ids_by_index(conn, tenant, kind, attr, v)?,
-                Probe::Prefix(attr, v) => {
-                    store::find_ids_by_index_prefix(conn, tenant, kind, attr, v)?
-                }
-                Probe::Present(attr) => store::find_ids_with_attr(conn, tenant, kind, attr)?,
-                Probe::Id(id) => vec![id.clone()],
-                Probe::GroupWithMember(m) => store::find_group_ids_with_member(conn, tenant, m)?,
-            }
-            .into_iter()
-            .collect(),
-        ),
-        Plan::And(items) => {
-            let mut acc: Option<HashSet<String>> = None;
-            for item in items {
-                if let Candidates::Ids(ids) = run(conn, tenant, kind, item)? {
-                    acc = Some(match acc {
-                        None => ids,
-                        Some(a) => a.intersection(&ids).cloned().collect(),
-                    });
-                    if acc.as_ref().is_some_and(HashSet::is_empty) {
-                        break;
-                    }
-                }
-            }
-            acc.map_or(Candidates::All, Candidates::Ids)
+impl Compiled {
+    fn exact(p: Pred) -> Self {
+        Compiled {
+            over: p.clone(),
+            under: p,
         }
-        Plan::Or(items) => {
-            let mut acc = HashSet::new();
-            for item in items {
-                match run(conn, tenant, kind, item)? {
-                    Candidates::Ids(ids) => acc.extend(ids),
-                    Candidates::All => return Ok(Candidates::All),
-                }
-            }
-            Candidates::Ids(acc)
+    }
+
+    /// No filter: every resource, exactly.
+    pub fn everything() -> Self {
+        Compiled::exact(Pred::True)
+    }
+
+    /// Nothing SQL can decide: the evaluator looks at every resource.
+    fn residue() -> Self {
+        Compiled {
+            over: Pred::True,
+            under: Pred::False,
         }
-    })
+    }
+
+    /// Whether SQL alone decides the filter.
+    pub fn is_exact(&self) -> bool {
+        self.over == self.under
+    }
+
+    fn negate(self) -> Self {
+        Compiled {
+            over: Pred::negate(self.under),
+            under: Pred::negate(self.over),
+        }
+    }
+
+    fn all(items: Vec<Compiled>) -> Self {
+        let (over, under) = items.into_iter().map(|c| (c.over, c.under)).unzip();
+        Compiled {
+            over: Pred::and(over),
+            under: Pred::and(under),
+        }
+    }
+
+    fn any(items: Vec<Compiled>) -> Self {
+        let (over, under) = items.into_iter().map(|c| (c.over, c.under)).unzip();
+        Compiled {
+            over: Pred::or(over),
+            under: Pred::or(under),
+        }
+    }
 }
 
-fn plan(rt: &ResourceType, filter: &Filter) -> Plan {
+/// Compiles a (checked) filter for resources of `rt`.
+pub fn compile(rt: &ResourceType, filter: &Filter) -> Compiled {
     match filter {
-        Filter::Attr(e) => attr_plan(rt, e, None),
-        Filter::ValuePath(vp) => val_plan(rt, &vp.attr, &vp.filter),
-        Filter::Not(_) => Plan::All,
-        Filter::And(items) => simplify_and(items.iter().map(|i| plan(rt, i)).collect()),
-        Filter::Or(items) => simplify_or(items.iter().map(|i| plan(rt, i)).collect()),
+        Filter::Attr(e) => leaf(rt, e, None),
+        Filter::ValuePath(vp) => match resolve(rt, &vp.attr) {
+            Some(Target::Attr {
+                attr, sub: None, ..
+            }) => value_filter(rt, &vp.attr, attr, &vp.filter),
+            _ => Compiled::residue(),
+        },
+        Filter::Not(inner) => compile(rt, inner).negate(),
+        Filter::And(items) => Compiled::all(items.iter().map(|i| compile(rt, i)).collect()),
+        Filter::Or(items) => Compiled::any(items.iter().map(|i| compile(rt, i)).collect()),
     }
 }
 
-fn val_plan(rt: &ResourceType, parent: &AttrPath, f: &ValFilter) -> Plan {
+/// `parent[filter]`: matches when ONE element passes the filter. `or`
+/// distributes over "some element"; `and` does not (two conditions may hold
+/// on different elements), so it only narrows; `not` and `ne` hold for
+/// elements the side tables do not list, so they do not narrow.
+fn value_filter(rt: &ResourceType, parent: &AttrPath, def: &AttrDef, f: &ValFilter) -> Compiled {
     match f {
-        ValFilter::Attr(e) => attr_plan(rt, e, Some(parent)),
-        ValFilter::Not(_) => Plan::All,
+        ValFilter::Attr(e) => {
+            let is_ne = matches!(e, AttrExp::Comparison(_, CompareOp::Ne, _));
+            if is_ne || def.sub(&exp_path(e).name).is_none() {
+                Compiled::residue()
+            } else {
+                leaf(rt, e, Some(parent))
+            }
+        }
+        ValFilter::Not(_) => Compiled::residue(),
         ValFilter::And(items) => {
-            simplify_and(items.iter().map(|i| val_plan(rt, parent, i)).collect())
+            let parts: Vec<Compiled> = items
+                .iter()
+                .map(|i| value_filter(rt, parent, def, i))
+                .collect();
+            match <[Compiled; 1]>::try_from(parts) {
+                Ok([one]) => one,
+                Err(parts) => Compiled {
+                    over: Pred::and(parts.into_iter().map(|c| c.over).collect()),
+                    under: Pred::False,
+                },
+            }
         }
-        ValFilter::Or(items) => {
-            simplify_or(items.iter().map(|i| val_plan(rt, parent, i)).collect())
-        }
+        ValFilter::Or(items) => Compiled::any(
+            items
+                .iter()
+                .map(|i| value_filter(rt, parent, def, i))
+                .collect(),
+        ),
     }
 }
 
-fn simplify_and(items: Vec<Plan>) -> Plan {
-    let narrowing: Vec<Plan> = items.into_iter().filter(|p| *p != Plan::All).collect();
-    if narrowing.is_empty() {
-        Plan::All
-    } else {
-        Plan::And(narrowing)
-    }
-}
-
-fn simplify_or(items: Vec<Plan>) -> Plan {
-    if items.contains(&Plan::All) {
-        Plan::All
-    } else {
-        Plan::Or(items)
-    }
-}
-
-/// `attr op value`, possibly inside `parent[...]`.
-fn attr_plan(rt: &ResourceType, e: &AttrExp, parent: Option<&AttrPath>) -> Plan {
-    let path = match e {
+fn exp_path(e: &AttrExp) -> &AttrPath {
+    match e {
         AttrExp::Present(p) | AttrExp::Comparison(p, _, _) => p,
-    };
+    }
+}
+
+/// One comparison, possibly the sub-attribute of a value path's `parent`.
+fn leaf(rt: &ResourceType, e: &AttrExp, parent: Option<&AttrPath>) -> Compiled {
+    let path = exp_path(e);
     let full = match parent {
-        Some(par) => AttrPath {
-            uri: par.uri.clone(),
-            name: par.name.clone(),
+        Some(p) => AttrPath {
+            uri: p.uri.clone(),
+            name: p.name.clone(),
             sub_attr: Some(path.name.clone()),
         },
         None => path.clone(),
     };
-    let Some(r) = rt.resolve(full.uri.as_deref(), &full.name, full.sub_attr.as_deref()) else {
-        return Plan::All;
+    let Some(Target::Attr { ext, attr, sub }) = resolve(rt, &full) else {
+        return Compiled::residue();
     };
-    if r.extension.is_some() {
-        return Plan::All;
+    // A comparison on a complex attribute compares its `value`.
+    let sub = match sub {
+        None if attr.kind == AttrType::Complex => match attr.sub("value") {
+            Some(v) => Some(v),
+            None => return Compiled::residue(),
+        },
+        other => other,
+    };
+    let leaf_def = sub.unwrap_or(attr);
+    let (op, operand) = match e {
+        AttrExp::Present(_) => (None, &CompValue::Null),
+        AttrExp::Comparison(_, op, v) => (Some(op.clone()), v),
+    };
+    if ext.is_none() {
+        let name = match sub {
+            Some(s) => format!("{}.{}", attr.name, s.name),
+            None => attr.name.clone(),
+        };
+        match name.as_str() {
+            "id" => return column(Column::Id, op, operand),
+            "meta.created" => return time_column(Column::Created, op, operand),
+            "meta.lastModified" => return time_column(Column::LastModified, op, operand),
+            "meta.resourceType" => {
+                // The same for every resource of the type.
+                let m = compare(leaf_def, e, Some(&Value::String(rt.name.into())));
+                return Compiled::exact(if m { Pred::True } else { Pred::False });
+            }
+            "members.value" if rt.is_group() && leaf_def.case_exact => {
+                return membership(Pred::HasMember, op, operand);
+            }
+            "groups.value" if !rt.is_group() && leaf_def.case_exact => {
+                return membership(Pred::MemberOf, op, operand);
+            }
+            n if INDEXED.contains(&n) => {
+                return indexed(&n.to_ascii_lowercase(), leaf_def, op, operand);
+            }
+            _ => {}
+        }
     }
-    let name = match r.sub {
-        Some(s) => format!("{}.{}", r.attr.name, s.name),
-        None => r.attr.name.clone(),
+    if attr.kind == AttrType::Boolean && !attr.multi_valued && sub.is_none() {
+        let mut path: Vec<String> = ext.map(|x| x.id.clone()).into_iter().collect();
+        path.push(attr.name.clone());
+        return boolean(path, op, operand);
+    }
+    Compiled::residue()
+}
+
+/// The SQL sort key for `sortBy`, when the database can order by it: a
+/// column, or a singular indexed attribute (its index value is the folded
+/// value the evaluator compares; values beyond the index's 512 bytes tie
+/// and fall back to creation order).
+pub fn sort_column(key: &SortKey<'_>) -> Option<SortBy> {
+    match key.core_path()?.as_str() {
+        "id" => Some(SortBy::Column(Column::Id)),
+        "meta.created" => Some(SortBy::Column(Column::Created)),
+        "meta.lastModified" => Some(SortBy::Column(Column::LastModified)),
+        n @ ("userName" | "displayName" | "externalId") if INDEXED.contains(&n) => {
+            Some(SortBy::Index(n.to_ascii_lowercase()))
+        }
+        _ => None,
+    }
+}
+
+/// `op` against `attr_index` values of `attr`.
+fn indexed(attr: &str, def: &AttrDef, op: Option<CompareOp>, operand: &CompValue) -> Compiled {
+    let index = |test: Test| Pred::Index {
+        attr: attr.to_string(),
+        test,
     };
-    let leaf = r.sub.unwrap_or(r.attr);
-    match (name.as_str(), e) {
-        ("id", AttrExp::Comparison(_, CompareOp::Eq, CompValue::Str(v))) => {
-            Plan::Probe(Probe::Id(v.clone()))
+    let Some(op) = op else {
+        return Compiled::exact(index(Test::Anything));
+    };
+    let CompValue::Str(raw) = operand else {
+        return Compiled::residue();
+    };
+    let v = if def.case_exact {
+        raw.clone()
+    } else {
+        raw.to_lowercase()
+    };
+    let long_value = Test::AtLeastBytes(EXACT_BYTES + 1);
+    if v.len() > EXACT_BYTES {
+        // Only a long value can match a long operand; `eq`/`sw` also need
+        // the operand's first bytes in the (cut) value.
+        let mut head = EXACT_BYTES - 8;
+        while !v.is_char_boundary(head) {
+            head -= 1;
         }
-        ("members.value" | "members", AttrExp::Comparison(_, CompareOp::Eq, CompValue::Str(v)))
-            if rt.is_group() =>
-        {
-            Plan::Probe(Probe::GroupWithMember(v.clone()))
-        }
-        (n, AttrExp::Comparison(_, CompareOp::Eq, CompValue::Str(v))) if INDEXED.contains(&n) => {
-            Plan::Probe(Probe::Eq(n.to_ascii_lowercase(), index_value(leaf, v)))
-        }
-        (n, AttrExp::Comparison(_, CompareOp::Sw, CompValue::Str(v))) if INDEXED.contains(&n) => {
-            Plan::Probe(Probe::Prefix(n.to_ascii_lowercase(), index_value(leaf, v)))
-        }
-        (n, AttrExp::Present(_)) if INDEXED.contains(&n) => {
-            Plan::Probe(Probe::Present(n.to_ascii_lowercase()))
-        }
-        _ => Plan::All,
+        let over = match op {
+            CompareOp::Eq | CompareOp::Sw => index(Test::Prefix(v[..head].to_string())),
+            CompareOp::Co | CompareOp::Ew => index(long_value),
+            _ => index(Test::Anything),
+        };
+        let c = Compiled {
+            over,
+            under: Pred::False,
+        };
+        return match op {
+            CompareOp::Ne => Compiled {
+                over: Pred::True,
+                under: Pred::negate(index(Test::Prefix(v[..head].to_string()))),
+            },
+            _ => c,
+        };
+    }
+    let exact = |t: Test| Compiled::exact(index(t));
+    match op {
+        CompareOp::Eq => exact(Test::Eq(v)),
+        CompareOp::Ne => exact(Test::Eq(v)).negate(),
+        CompareOp::Gt => exact(Test::Gt(v)),
+        CompareOp::Ge => exact(Test::Ge(v)),
+        CompareOp::Lt => exact(Test::Lt(v)),
+        CompareOp::Le => exact(Test::Le(v)),
+        CompareOp::Sw => exact(Test::Prefix(v)),
+        // A cut value that contains the operand came from one that does;
+        // a cut value may have lost where the operand was.
+        CompareOp::Co => Compiled {
+            over: index(Test::Any(vec![Test::Contains(v.clone()), long_value])),
+            under: index(Test::Contains(v)),
+        },
+        CompareOp::Ew => Compiled {
+            over: index(Test::Any(vec![Test::Suffix(v.clone()), long_value.clone()])),
+            under: index(Test::All(vec![
+                Test::Suffix(v),
+                Test::Not(Box::new(long_value)),
+            ])),
+        },
+    }
+}
+
+/// `op` against a case-exact, always present text column.
+fn column(c: Column, op: Option<CompareOp>, operand: &CompValue) -> Compiled {
+    let Some(op) = op else {
+        return Compiled::exact(Pred::True);
+    };
+    let CompValue::Str(v) = operand else {
+        return Compiled::residue();
+    };
+    let v = v.clone();
+    let col = |test: Test| Compiled::exact(Pred::Column { column: c, test });
+    match op {
+        CompareOp::Eq => col(Test::Eq(v)),
+        CompareOp::Ne => col(Test::Eq(v)).negate(),
+        CompareOp::Gt => col(Test::Gt(v)),
+        CompareOp::Ge => col(Test::Ge(v)),
+        CompareOp::Lt => col(Test::Lt(v)),
+        CompareOp::Le => col(Test::Le(v)),
+        CompareOp::Sw if v.is_empty() => Compiled::exact(Pred::True),
+        CompareOp::Sw => col(Test::Prefix(v)),
+        CompareOp::Co => col(Test::Contains(v)),
+        CompareOp::Ew => col(Test::Suffix(v)),
+    }
+}
+
+/// `op` against a stored timestamp column, as instants.
+fn time_column(c: Column, op: Option<CompareOp>, operand: &CompValue) -> Compiled {
+    let Some(op) = op else {
+        return Compiled::exact(Pred::True);
+    };
+    let CompValue::Str(text) = operand else {
+        return Compiled::residue();
+    };
+    let Some(t) = parse_time(text) else {
+        // The evaluator finds no order: only `ne` holds.
+        return Compiled::exact(if op == CompareOp::Ne {
+            Pred::True
+        } else {
+            Pred::False
+        });
+    };
+    let t = t.with_timezone(&Utc);
+    if !(1000..=9999).contains(&t.year()) {
+        return Compiled::residue(); // outside the fixed-width text format
+    }
+    // Stored times have milliseconds: an operand between two of them.
+    let between = t.nanosecond() % 1_000_000 != 0;
+    let ms = crate::format::timestamp(t);
+    let col = |test: Test| Compiled::exact(Pred::Column { column: c, test });
+    match op {
+        CompareOp::Eq if between => Compiled::exact(Pred::False),
+        CompareOp::Eq => col(Test::Eq(ms)),
+        CompareOp::Ne if between => Compiled::exact(Pred::True),
+        CompareOp::Ne => col(Test::Eq(ms)).negate(),
+        CompareOp::Gt => col(Test::Gt(ms)),
+        CompareOp::Ge if between => col(Test::Gt(ms)),
+        CompareOp::Ge => col(Test::Ge(ms)),
+        CompareOp::Lt if between => col(Test::Le(ms)),
+        CompareOp::Lt => col(Test::Lt(ms)),
+        CompareOp::Le => col(Test::Le(ms)),
+        // Text matching on the stored form: rare, left to the evaluator.
+        CompareOp::Co | CompareOp::Sw | CompareOp::Ew => Compiled::residue(),
+    }
+}
+
+/// `eq`/`ne`/`pr` on a membership id.
+fn membership(
+    make: fn(Option<String>) -> Pred,
+    op: Option<CompareOp>,
+    operand: &CompValue,
+) -> Compiled {
+    match (op, operand) {
+        (None, _) => Compiled::exact(make(None)),
+        (Some(CompareOp::Eq), CompValue::Str(v)) => Compiled::exact(make(Some(v.clone()))),
+        (Some(CompareOp::Ne), CompValue::Str(v)) => Compiled::exact(make(Some(v.clone()))).negate(),
+        _ => Compiled::residue(),
+    }
+}
+
+/// `eq`/`ne`/`pr` on a singular boolean in the stored document.
+fn boolean(path: Vec<String>, op: Option<CompareOp>, operand: &CompValue) -> Compiled {
+    let is = |value: bool| Pred::JsonBool {
+        path: path.clone(),
+        value,
+    };
+    let Some(op) = op else {
+        return Compiled::exact(Pred::or(vec![is(true), is(false)]));
+    };
+    let wanted = match operand {
+        CompValue::True => Some(true),
+        CompValue::False => Some(false),
+        CompValue::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        CompValue::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        CompValue::Str(_) => None,
+        _ => return Compiled::residue(),
+    };
+    match (op, wanted) {
+        (CompareOp::Eq, Some(b)) => Compiled::exact(is(b)),
+        (CompareOp::Ne, Some(b)) => Compiled::exact(is(b)).negate(),
+        // No order between a boolean and other text: only `ne` holds.
+        (CompareOp::Eq, None) => Compiled::exact(Pred::False),
+        (CompareOp::Ne, None) => Compiled::exact(Pred::True),
+        _ => Compiled::residue(),
     }
 }
 
@@ -194,49 +426,123 @@ fn attr_plan(rt: &ResourceType, e: &AttrExp, parent: Option<&AttrPath>) -> Plan 
 mod tests {
     use super::*;
     use crate::config::ScimSettings;
-    use crate::scim::filter::parse;
+    use crate::scim::filter::{check, parse};
     use crate::scim::schema::Registry;
 
-    fn p(f: &str) -> Plan {
+    fn c(f: &str) -> Compiled {
         let reg = Registry::load(&ScimSettings::default()).unwrap();
         let rt = if f.contains("members") {
             &reg.group
         } else {
             &reg.user
         };
-        plan(rt, &parse(f).unwrap())
+        let filter = parse(f).unwrap();
+        check(rt, &filter).unwrap();
+        compile(rt, &filter)
+    }
+
+    fn idx(attr: &str, test: Test) -> Pred {
+        Pred::Index {
+            attr: attr.into(),
+            test,
+        }
     }
 
     #[test]
-    fn plans_narrow_only_where_the_index_can() {
-        let eq = |a: &str, v: &str| Plan::Probe(Probe::Eq(a.into(), v.into()));
-        assert_eq!(p(r#"userName eq "BJensen""#), eq("username", "bjensen"));
-        assert_eq!(p(r#"externalId eq "AbC""#), eq("externalid", "AbC"));
+    fn indexed_comparisons_are_exact_and_fold_case_by_schema() {
         assert_eq!(
-            p(r#"emails[type eq "work"].value eq "A@x""#),
-            Plan::And(vec![eq("emails.value", "a@x")])
+            c(r#"userName eq "BJensen""#),
+            Compiled::exact(idx("username", Test::Eq("bjensen".into())))
         );
         assert_eq!(
-            p(r#"userName sw "bj""#),
-            Plan::Probe(Probe::Prefix("username".into(), "bj".into()))
-        );
-        assert_eq!(p(r#"title eq "x""#), Plan::All);
-        assert_eq!(p(r#"not (userName eq "x")"#), Plan::All);
-        assert_eq!(p(r#"userName eq "a" or title eq "b""#), Plan::All);
-        assert_eq!(
-            p(r#"userName eq "a" or userName eq "b""#),
-            Plan::Or(vec![eq("username", "a"), eq("username", "b")])
+            c(r#"externalId eq "AbC""#),
+            Compiled::exact(idx("externalid", Test::Eq("AbC".into())))
         );
         assert_eq!(
-            p(r#"title eq "b" and userName eq "a""#),
-            Plan::And(vec![eq("username", "a")])
+            c(r#"emails eq "A@x""#),
+            Compiled::exact(idx("emails.value", Test::Eq("a@x".into())))
         );
         assert_eq!(
-            p(r#"id eq "g1" and members[value eq "u1"]"#),
-            Plan::And(vec![
-                Plan::Probe(Probe::Id("g1".into())),
-                Plan::Probe(Probe::GroupWithMember("u1".into()))
-            ])
+            c(r#"not (userName sw "A")"#),
+            Compiled::exact(Pred::negate(idx("username", Test::Prefix("a".into()))))
+        );
+        assert_eq!(
+            c("displayName pr"),
+            Compiled::exact(idx("displayname", Test::Anything))
+        );
+        for f in [
+            r#"userName gt "a" and userName le "m""#,
+            r#"userName ne "a" or externalId lt "b""#,
+            r#"emails[value sw "a" or value eq "b"]"#,
+            r#"meta.lastModified gt "2026-01-01T00:00:00Z""#,
+            r#"id eq "x" or meta.created le "2026-01-01T00:00:00.5Z""#,
+            r#"active eq false"#,
+            r#"not (active ne "True")"#,
+            r#"members eq "u1" and not (members.value eq "u2")"#,
+            r#"groups pr"#,
+            r#"meta.resourceType eq "user""#,
+        ] {
+            assert!(c(f).is_exact(), "{f}: {:?}", c(f));
+        }
+    }
+
+    #[test]
+    fn what_sql_cannot_decide_is_left_to_the_evaluator_but_narrowed() {
+        assert_eq!(c(r#"title eq "x""#), Compiled::residue());
+        assert_eq!(
+            c(
+                r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "1""#
+            ),
+            Compiled::residue()
+        );
+        // Same element: the index has no `type`.
+        let vp = c(r#"emails[type eq "work"].value eq "A@x""#);
+        assert_eq!(vp.over, idx("emails.value", Test::Eq("a@x".into())));
+        assert_eq!(vp.under, Pred::False);
+        // `and` keeps what narrows, `or` with an open branch does not narrow.
+        let and = c(r#"title eq "b" and userName eq "a""#);
+        assert_eq!(and.over, idx("username", Test::Eq("a".into())));
+        assert_eq!(and.under, Pred::False);
+        let or = c(r#"title eq "b" or userName eq "a""#);
+        assert_eq!(or.over, Pred::True);
+        assert_eq!(or.under, idx("username", Test::Eq("a".into())));
+        // `not` swaps the bounds.
+        let not = c(r#"not (title eq "b" or userName eq "a")"#);
+        assert_eq!(
+            not.over,
+            Pred::negate(idx("username", Test::Eq("a".into())))
+        );
+        assert_eq!(not.under, Pred::False);
+        // A contained operand may sit beyond the cut of a long value.
+        assert!(!c(r#"userName co "x""#).is_exact());
+        // An operand longer than the index keeps only its head.
+        let long = format!(r#"userName eq "{}""#, "a".repeat(600));
+        assert_eq!(c(&long).under, Pred::False);
+        assert_eq!(
+            c(&long).over,
+            idx("username", Test::Prefix("a".repeat(EXACT_BYTES - 8)))
+        );
+    }
+
+    #[test]
+    fn times_compare_as_instants_at_millisecond_precision() {
+        let col = |test: Test| {
+            Compiled::exact(Pred::Column {
+                column: Column::LastModified,
+                test,
+            })
+        };
+        assert_eq!(
+            c(r#"meta.lastModified gt "2026-01-02T11:00:00+02:00""#),
+            col(Test::Gt("2026-01-02T09:00:00.000Z".into()))
+        );
+        assert_eq!(
+            c(r#"meta.lastModified ge "2026-01-02T09:00:00.0005Z""#),
+            col(Test::Gt("2026-01-02T09:00:00.000Z".into()))
+        );
+        assert_eq!(
+            c(r#"meta.lastModified eq "yesterday""#),
+            Compiled::exact(Pred::False)
         );
     }
 }

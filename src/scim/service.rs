@@ -21,10 +21,10 @@ use super::list::{ListParams, sort_key};
 use super::membership;
 use super::normalize::{MemberRef, normalize};
 use super::patch::{self, MemberChange, PatchLimits};
-use super::plan::{self, Candidates};
 use super::project::Projection;
 use super::render::{Stored, render};
 use super::schema::{Mutability, Registry, ResourceType};
+use super::search::{self, ListQuery};
 use crate::config::ScimSettings;
 use crate::delivery::Fanout;
 use crate::error::ScimError;
@@ -600,142 +600,19 @@ impl Service {
                         }
                     };
                 }
-                // Candidates: from the index when the filter pins an indexed
-                // attribute, else every resource of the type; the evaluator decides.
-                let planned = match filter.as_ref() {
-                    Some(f) => plan::candidates(conn, &tenant, rt, f)?,
-                    None => Candidates::All,
-                };
-                let candidates = match planned {
-                    Candidates::Ids(ids) => {
-                        let ids: Vec<String> = ids.into_iter().collect();
-                        let mut rows =
-                            store::find_resources_by_ids(conn, &tenant, kind.name(), &ids)?;
-                        rows.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
-                        rows
-                    }
-                    Candidates::All => all_rows(conn, &tenant, kind)?,
-                };
-                let side = Load {
-                    members: kind == Kind::Group
-                        && filter
-                            .as_ref()
-                            .is_some_and(|f| filter::mentions(f, "members")),
-                    groups: kind == Kind::User
-                        && filter
-                            .as_ref()
-                            .is_some_and(|f| filter::mentions(f, "groups")),
-                };
-                let mut matched: Vec<(Stored, Map<String, Value>)> = Vec::new();
-                for row in candidates {
-                    let stored = load_side(conn, kind, row, side)?;
-                    let doc = render(rt, &stored, "");
-                    if filter
-                        .as_ref()
-                        .is_none_or(|f| filter::matches(rt, f, &Value::Object(doc.clone())))
-                    {
-                        matched.push((stored, doc));
-                    }
-                }
-                let key = params
-                    .sort_by
-                    .as_deref()
-                    .map(|s| sort_key(rt, s))
-                    .transpose()?;
-                let sort_value = |doc: &Map<String, Value>| -> Value {
-                    key.as_ref()
-                        .and_then(|k| k.value(doc))
-                        .cloned()
-                        .unwrap_or(Value::Null)
-                };
-                // Total order: sort value, then creation, then id (stable paging).
-                let cmp = |a: (&Value, &str, &str), b: (&Value, &str, &str)| {
-                    let by_value = match &key {
-                        Some(k) => {
-                            let o = k.compare(
-                                Some(a.0).filter(|v| !v.is_null()),
-                                Some(b.0).filter(|v| !v.is_null()),
-                            );
-                            if params.descending { o.reverse() } else { o }
-                        }
-                        None => std::cmp::Ordering::Equal,
-                    };
-                    by_value
-                        .then_with(|| a.1.cmp(b.1))
-                        .then_with(|| a.2.cmp(b.2))
-                };
-                let keys: Vec<Value> = matched.iter().map(|(_, d)| sort_value(d)).collect();
-                let mut order: Vec<usize> = (0..matched.len()).collect();
-                order.sort_by(|&i, &j| {
-                    cmp(
-                        (&keys[i], &matched[i].0.row.created, &matched[i].0.row.id),
-                        (&keys[j], &matched[j].0.row.created, &matched[j].0.row.id),
-                    )
-                });
-                let total = order.len();
-                let (start, end) = match &cursor {
-                    None => {
-                        let start = (params.start_index - 1).min(total);
-                        (start, (start + params.count).min(total))
-                    }
-                    Some(None) => (0, params.count.min(total)),
-                    Some(Some(c)) => {
-                        let boundary = (&c.value, c.created.as_str(), c.id.as_str());
-                        let key_of = |i: usize| {
-                            (
-                                &keys[i],
-                                matched[i].0.row.created.as_str(),
-                                matched[i].0.row.id.as_str(),
-                            )
-                        };
-                        match c.direction {
-                            Direction::After => {
-                                let start = order.partition_point(|&i| {
-                                    cmp(key_of(i), boundary) != std::cmp::Ordering::Greater
-                                });
-                                (start, (start + params.count).min(total))
-                            }
-                            Direction::Before => {
-                                let end = order.partition_point(|&i| {
-                                    cmp(key_of(i), boundary) == std::cmp::Ordering::Less
-                                });
-                                (end.saturating_sub(params.count), end)
-                            }
-                        }
-                    }
-                };
-                let make = |i: usize, direction: Direction| {
-                    Cursor {
-                        direction,
-                        value: keys[i].clone(),
-                        created: matched[i].0.row.created.clone(),
-                        id: matched[i].0.row.id.clone(),
-                        query: query.clone(),
-                    }
-                    .encode()
-                };
-                let cursors = cursor.as_ref().map(|_| {
-                    let next = (end < total && end > start)
-                        .then(|| make(order[end - 1], Direction::After));
-                    let prev =
-                        (start > 0 && end > start).then(|| make(order[start], Direction::Before));
-                    (next, prev)
-                });
-                let page_ids: Vec<usize> = order[start..end].to_vec();
-                let mut slots: Vec<Option<Stored>> =
-                    matched.into_iter().map(|(s, _)| Some(s)).collect();
-                let mut resources = Vec::with_capacity(page_ids.len());
-                for i in page_ids {
-                    if let Some(stored) = slots[i].take() {
-                        resources.push(load_side(conn, kind, stored.row, load)?);
-                    }
-                }
-                Ok(Page {
-                    total,
-                    start_index: start + 1,
-                    resources,
-                    cursors,
-                })
+                search::list(
+                    conn,
+                    &ListQuery {
+                        rt,
+                        kind,
+                        tenant: &tenant,
+                        filter: filter.as_ref(),
+                        params: &params,
+                        cursor,
+                        load,
+                        query: &query,
+                    },
+                )
             })
             .await?;
         if let Some(p) = policy
@@ -773,22 +650,6 @@ fn rt_of(reg: &Registry, kind: Kind) -> &ResourceType {
     match kind {
         Kind::User => &reg.user,
         Kind::Group => &reg.group,
-    }
-}
-
-fn all_rows(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    kind: Kind,
-) -> Result<Vec<ResourceRow>, StoreError> {
-    let mut out = Vec::new();
-    loop {
-        let page = store::find_resources_page(conn, tenant, kind.name(), out.len() as i64, 1000)?;
-        let done = page.len() < 1000;
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
     }
 }
 
@@ -937,7 +798,7 @@ fn restrict_members(
 }
 
 /// Loads members / groups as asked.
-fn load_side(
+pub(super) fn load_side(
     conn: &mut AnyConnection,
     kind: Kind,
     row: ResourceRow,

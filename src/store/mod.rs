@@ -24,6 +24,7 @@ pub mod grants;
 mod index;
 pub mod jobs;
 mod members;
+pub mod query;
 mod resources;
 pub mod schema;
 mod writer;

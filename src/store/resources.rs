@@ -8,7 +8,7 @@ use super::connection::AnyConnection;
 use super::schema::resources;
 
 /// One stored resource.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = resources)]
 pub struct ResourceRow {
     /// Server-assigned id (UUID text).

@@ -608,6 +608,24 @@ impl TestApp {
     pub fn explain_eq_lookup(&self) -> String {
         scim_gateway::store::explain_eq_lookup(&mut self.open_db()).expect("explain")
     }
+
+    /// The database's plan for the page query a User filter compiles to,
+    /// and whether the filter compiled exactly.
+    pub fn explain_user_filter(&self, filter: &str) -> (String, bool) {
+        use scim_gateway::scim::{filter as scim_filter, plan, schema::Registry};
+        let registry =
+            Registry::load(&scim_gateway::config::ScimSettings::default()).expect("registry");
+        let parsed = scim_filter::parse(filter).expect("filter");
+        let compiled = plan::compile(&registry.user, &parsed);
+        let plan = scim_gateway::store::query::explain_matching(
+            &mut self.open_db(),
+            "acme",
+            "User",
+            &compiled.over,
+        )
+        .expect("explain");
+        (plan, compiled.is_exact())
+    }
 }
 
 /// Runs the real `scim-gateway` binary with `config` as its configuration

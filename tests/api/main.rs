@@ -22,6 +22,7 @@ mod multi_process;
 mod patch;
 mod process;
 mod properties;
+mod query;
 mod rate_limit;
 mod reconcile;
 mod regressions;
