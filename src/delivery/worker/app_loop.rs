@@ -1,13 +1,21 @@
-//! One app's loop: claim due jobs while the app has free slots, run each,
-//! and let the outcomes steer the app's circuit breaker.
+//! One app's loop: claim due jobs in batches while the app has room, start
+//! their adapter calls, and let the calls' outcomes steer the app's
+//! circuit breaker.
+//!
+//! Room is the smaller of the free call slots (`concurrency` minus calls
+//! in flight) and the room among unrecorded jobs (twice `concurrency`),
+//! so a slow recorder holds claiming back instead of piling up claims.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use super::run::run_job;
-use super::{AppRuntime, EngineSettings, Shared, later};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::record::Outcome;
+use super::run::{call, prepare};
+use super::{AppRuntime, EngineSettings, Shared, Slot, later};
 use crate::format::now;
 use crate::store::jobs;
 
@@ -51,11 +59,15 @@ pub(super) async fn app_loop(
     rt: Arc<AppRuntime>,
     shared: Arc<Shared>,
     wake: Arc<tokio::sync::Notify>,
+    recorder: UnboundedSender<Outcome>,
 ) {
     let name = rt.policy.name.clone();
+    let concurrency = rt.settings.concurrency;
+    let most_unrecorded = 2 * concurrency;
     let mut running: JoinSet<Health> = JoinSet::new();
     let mut breaker = Breaker::default();
     let mut stop = shared.stop.subscribe();
+    let mut unrecorded = rt.unrecorded.subscribe();
     while !shared.stopping() {
         // Collect what finished and let it steer the breaker.
         while let Some(done) = running.try_join_next() {
@@ -63,7 +75,9 @@ pub(super) async fn app_loop(
         }
         let blocked_until = breaker.blocked_until;
         let blocked = blocked_until.is_some_and(|b| b > Instant::now());
-        let free = rt.settings.concurrency.saturating_sub(running.len());
+        let room = most_unrecorded.saturating_sub(*unrecorded.borrow_and_update());
+        let full = room == 0;
+        let free = concurrency.saturating_sub(running.len()).min(room);
         let mut claimed = 0;
         if !blocked && free > 0 {
             let app = name.clone();
@@ -79,8 +93,11 @@ pub(super) async fn app_loop(
             match result {
                 Ok(batch) => {
                     claimed = batch.len();
-                    for job in batch {
-                        running.spawn(run_job(rt.clone(), shared.clone(), job));
+                    if claimed > 0 {
+                        for p in prepare(&rt, &shared, batch).await {
+                            let slot = Slot::take(&rt.unrecorded);
+                            running.spawn(call(rt.clone(), p, slot, recorder.clone()));
+                        }
                     }
                 }
                 Err(e) => {
@@ -90,14 +107,17 @@ pub(super) async fn app_loop(
                 }
             }
         }
-        if claimed > 0 && running.len() < rt.settings.concurrency {
+        // A full batch: more may be due, claim again while there is room.
+        if claimed > 0 && claimed == free {
             continue;
         }
-        // Wait for a finished job, a wake-up, the breaker, or the next due job.
+        // Wait for a finished call, a recorded outcome when the unrecorded
+        // jobs are what holds claiming back, a wake-up, the breaker, or the
+        // next due job.
         let mut wait = rt.settings.poll;
         if let Some(b) = blocked_until {
             wait = wait.min(b.saturating_duration_since(Instant::now()));
-        } else if running.is_empty() {
+        } else if running.is_empty() && !full {
             let app = name.clone();
             if let Ok(Some(due)) = shared.db.run(move |c| jobs::next_due(c, &app)).await
                 && let Ok(at) = chrono::DateTime::parse_from_rfc3339(&due)
@@ -108,14 +128,13 @@ pub(super) async fn app_loop(
                 wait = wait.min(d);
             }
         }
-        if running.is_empty() || blocked || free == 0 || claimed == 0 {
-            tokio::select! {
-                _ = wake.notified(), if !blocked => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.wait_for(|s| *s) => {}
-                Some(done) = running.join_next(), if !running.is_empty() => {
-                    breaker.observe(done, &rt.settings, &name);
-                }
+        tokio::select! {
+            _ = wake.notified(), if !blocked => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => {}
+            _ = unrecorded.changed(), if full => {}
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                breaker.observe(done, &rt.settings, &name);
             }
         }
     }

@@ -2,10 +2,14 @@
 //! and scheduled reconciliations.
 //!
 //! ```text
-//!  Engine::start ─┬─ app_loop (per app) ── claim ─▶ run ─▶ record
+//!  Engine::start ─┬─ app_loop (per app): claim a batch ─▶ prepare ─▶ call × n ─┐
+//!                 ├─ recorder (one): outcomes waiting together, one commit ◀──┘
 //!                 ├─ reconcile_loop (per app with a schedule)
 //!                 └─ timer_loop (grant expiries, grace periods → jobs)
 //! ```
+//!
+//! An app has at most `concurrency` adapter calls in flight, and at most
+//! twice that many claimed jobs whose outcome is not yet recorded.
 //!
 //! Shutdown ([`Engine::shutdown`]): every loop stops claiming, the app
 //! loops wait for their in-flight jobs, and whatever is still claimed when
@@ -20,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use super::Fanout;
 use crate::adapters::Adapter;
@@ -32,6 +36,7 @@ use crate::scim::schema::Registry;
 use crate::store::jobs;
 use crate::store::{Db, StoreError};
 use app_loop::app_loop;
+use record::recorder;
 use timers::{reconcile_loop, timer_loop};
 
 /// Per-app delivery settings after defaults are applied.
@@ -114,6 +119,27 @@ struct AppRuntime {
     limiter: Option<RateLimiter>,
     /// Scheduled reconciliation: how often, and whether it remediates.
     reconcile: Option<(Duration, bool)>,
+    /// Claimed jobs whose outcome is not recorded yet.
+    unrecorded: Arc<watch::Sender<usize>>,
+    /// Deprovisions the safety net let through that are not recorded yet.
+    deprovisions: Arc<watch::Sender<usize>>,
+}
+
+/// One unit of a per-app count, given back when dropped: it travels with a
+/// job until its outcome is recorded (or the job is dropped on the way).
+struct Slot(Arc<watch::Sender<usize>>);
+
+impl Slot {
+    fn take(count: &Arc<watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Slot(count.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 struct Shared {
@@ -197,6 +223,8 @@ impl Engine {
                 settings,
                 limiter,
                 reconcile,
+                unrecorded: Arc::new(watch::Sender::new(0)),
+                deprovisions: Arc::new(watch::Sender::new(0)),
             });
         }
         if !db.target().is_postgres() {
@@ -220,6 +248,10 @@ impl Engine {
         });
         let poll = Duration::from_millis(defaults.poll_ms.max(10));
         let mut tasks = Vec::new();
+        // The recorder ends once the app loops and their calls, which hold
+        // the senders, are done: shutdown then waits for it too.
+        let (outcomes, queue) = tokio::sync::mpsc::unbounded_channel();
+        tasks.push(tokio::spawn(recorder(shared.clone(), queue)));
         for rt in runtimes {
             let wake = fanout.waker(&rt.policy.name);
             let rt = Arc::new(rt);
@@ -232,7 +264,12 @@ impl Engine {
                     remediate,
                 )));
             }
-            tasks.push(tokio::spawn(app_loop(rt, shared.clone(), wake)));
+            tasks.push(tokio::spawn(app_loop(
+                rt,
+                shared.clone(),
+                wake,
+                outcomes.clone(),
+            )));
         }
         tasks.push(tokio::spawn(timer_loop(shared.clone(), fanout, poll)));
         Ok(Self { tasks, shared })

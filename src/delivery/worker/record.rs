@@ -1,12 +1,26 @@
-//! Recording a job's outcome in one transaction: the applied account, the
-//! grant bookkeeping, the job row (done, retry or dead letter) and the
-//! audit row of the adapter operation commit together.
+//! Recording outcomes. Each outcome (the applied account, the grant
+//! bookkeeping, the job row: done, retry or dead letter, and the audit row
+//! of the adapter operation) commits as one unit; the recorder commits the
+//! outcomes that are waiting together in one transaction, one savepoint
+//! each, so a failure of one leaves the others recorded.
+//!
+//! ```text
+//! call ─┐                     ┌─ SAVEPOINT record(o1) RELEASE ─┐
+//! call ─┼─▶ channel ─▶ batch ─┼─ SAVEPOINT record(o2) RELEASE ─┼─ COMMIT ─▶ metrics, slots freed
+//! call ─┘   (what is waiting) └─ …                             ┘
+//! ```
+//!
+//! Nothing waits for a batch to fill: the recorder takes whatever is queued
+//! the moment the previous transaction commits, so under light load every
+//! outcome is its own transaction, and under heavy load commits are shared.
 
 use std::time::Duration;
 
+use diesel::Connection;
 use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{AppRuntime, later};
+use super::{AppRuntime, Shared, Slot, later};
 use crate::adapters::{AdapterError, Applied, ErrorKind};
 use crate::delivery::converge::{Plan, is_active};
 use crate::delivery::decide::Decision;
@@ -18,8 +32,66 @@ use crate::store::grants::GrantRow;
 use crate::store::jobs::{self, JobRow, Retry};
 use crate::store::{self, AccountRow, AnyConnection, AuditEvent, StoreError, account_status};
 
+/// Most outcomes one transaction records.
+const MAX_BATCH: usize = 256;
+
+/// What one job's run came to, waiting to be recorded.
+pub(super) struct Outcome {
+    pub(super) rt: std::sync::Arc<AppRuntime>,
+    pub(super) job: JobRow,
+    pub(super) decision: Decision,
+    /// The adapter's answer; `None` when nothing had to be done.
+    pub(super) result: Option<Result<Applied, AdapterError>>,
+    /// The account revision the operation makes.
+    pub(super) revision: i64,
+    pub(super) latency_ms: u64,
+    /// The job's place among the app's unrecorded jobs, and for an approved
+    /// deprovision its place among those: both freed once recorded.
+    pub(super) _slots: (Slot, Option<Slot>),
+}
+
+/// Records outcomes as they come, until every sender is gone (the app
+/// loops and their calls have finished).
+pub(super) async fn recorder(shared: std::sync::Arc<Shared>, mut rx: UnboundedReceiver<Outcome>) {
+    let mut waiting = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut waiting, MAX_BATCH).await > 0 {
+        record_batch(&shared, std::mem::take(&mut waiting)).await;
+    }
+}
+
+/// Records a batch of outcomes in one transaction, then counts them.
+async fn record_batch(shared: &Shared, outcomes: Vec<Outcome>) {
+    let worker = shared.worker.clone();
+    let n = outcomes.len();
+    let recorded = shared
+        .db
+        .write(move |conn| {
+            let results: Vec<Result<Recorded, StoreError>> = outcomes
+                .iter()
+                .map(|o| conn.transaction(|c| record(c, &worker, o)))
+                .collect();
+            Ok((outcomes, results))
+        })
+        .await;
+    match recorded {
+        Ok((outcomes, results)) => {
+            for (o, r) in outcomes.iter().zip(results) {
+                match r {
+                    Ok(r) => observe(&shared.metrics, &o.rt.policy.name, &r, &o.job.created_at),
+                    Err(e) => {
+                        tracing::warn!(app = %o.rt.policy.name, id = %o.job.resource_id, error = %e,
+                        "recording a delivery outcome failed; the job will run again")
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(outcomes = n, error = %e,
+            "recording delivery outcomes failed; the jobs will run again"),
+    }
+}
+
 /// What a recorded job amounted to, for the metrics.
-pub(super) struct Recorded {
+struct Recorded {
     /// The adapter operation, when one was made.
     op: Option<&'static str>,
     /// `success`, `retry` or `dead_letter`.
@@ -28,7 +100,7 @@ pub(super) struct Recorded {
 
 /// Counts a committed outcome; a success ends the wait that began when
 /// the job's oldest change was recorded.
-pub(super) fn observe(metrics: &Metrics, app: &str, r: &Recorded, created_at: &str) {
+fn observe(metrics: &Metrics, app: &str, r: &Recorded, created_at: &str) {
     if let Some(op) = r.op {
         metrics.observe_operation(app, op, r.outcome);
     }
@@ -119,17 +191,18 @@ fn settle(
     store::grants::set_timer(conn, app, &job.resource_id, &job.tenant, due.as_deref())
 }
 
-#[expect(clippy::too_many_arguments, reason = "one outcome, many parts")]
-pub(super) fn record(
-    conn: &mut AnyConnection,
-    rt: &AppRuntime,
-    worker: &str,
-    job: &JobRow,
-    decision: &Decision,
-    result: Option<Result<Applied, AdapterError>>,
-    revision: i64,
-    latency_ms: u64,
-) -> Result<Recorded, StoreError> {
+/// Records one outcome (inside the recorder's transaction).
+fn record(conn: &mut AnyConnection, worker: &str, o: &Outcome) -> Result<Recorded, StoreError> {
+    let Outcome {
+        rt,
+        job,
+        decision,
+        result,
+        revision,
+        latency_ms,
+        ..
+    } = o;
+    let (revision, latency_ms) = (*revision, *latency_ms);
     let at = now();
     let app = rt.policy.name.as_str();
     let op = &decision.plan;
@@ -162,7 +235,7 @@ pub(super) fn record(
         "worker": worker,
         "reason": decision.reason,
     });
-    let outcome = match &result {
+    let outcome = match result {
         Ok(applied) => {
             let remote_id = match op {
                 Plan::Create { .. } => applied.remote_id.clone(),
