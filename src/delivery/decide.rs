@@ -2,6 +2,8 @@
 //! its applied account, ask the policy what it should have, and plan the
 //! operation. The same function serves the workers and `plan` previews.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use super::converge::{Plan, Want, plan};
@@ -10,7 +12,8 @@ use crate::lifecycle::{AppPolicy, Wanted};
 use crate::scim::render::{Stored, render};
 use crate::scim::schema::Registry;
 use crate::scim::service::Kind;
-use crate::store::{self, AccountRow, AnyConnection, StoreError};
+use crate::store::grants::GrantRow;
+use crate::store::{self, AccountRow, AnyConnection, GroupRef, ResourceRow, StoreError};
 
 /// What to do for one (app, identity), and why.
 #[derive(Debug, Clone)]
@@ -44,6 +47,17 @@ fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTi
     }
 }
 
+/// What a decision reads about one identity: fetched one query each by
+/// [`decide`], or for a whole claimed batch at once by [`decide_batch`].
+#[derive(Default)]
+struct Inputs {
+    account: Option<AccountRow>,
+    grants: Vec<GrantRow>,
+    row: Option<ResourceRow>,
+    /// The groups of a User, when the app's policy reads them.
+    groups: Option<Vec<GroupRef>>,
+}
+
 /// Decides for one identity in one app.
 pub fn decide(
     conn: &mut AnyConnection,
@@ -54,8 +68,117 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> Result<Decision, StoreError> {
     let account = store::find_account(conn, &policy.name, id)?;
-    let existing = store::grants::find_grants(conn, &policy.name, id)?;
-    let Some(row) = store::find_resource_any(conn, tenant, id)? else {
+    let grants = store::grants::find_grants(conn, &policy.name, id)?;
+    let row = store::find_resource_any(conn, tenant, id)?;
+    let groups = match &row {
+        Some(r) if r.resource_type != "Group" && policy.needs_groups() => {
+            Some(store::find_groups_of(conn, std::slice::from_ref(&r.id))?)
+        }
+        _ => None,
+    };
+    let inputs = Inputs {
+        account,
+        grants,
+        row,
+        groups,
+    };
+    decide_from(conn, reg, policy, tenant, id, inputs, now)
+}
+
+/// Decides for many identities of one app (a claimed batch): the accounts,
+/// grants, resources and group memberships are read with one query each
+/// for the whole batch instead of one each per identity. `items` are
+/// `(tenant, id)` pairs; the decisions come back in their order.
+pub fn decide_batch(
+    conn: &mut AnyConnection,
+    reg: &Registry,
+    policy: &AppPolicy,
+    items: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Decision>, StoreError> {
+    let ids: Vec<String> = items.iter().map(|(_, id)| id.clone()).collect();
+    let mut inputs: HashMap<&str, Inputs> = HashMap::with_capacity(items.len());
+    for (_, id) in items {
+        inputs.entry(id.as_str()).or_default();
+    }
+    for a in store::jobs::find_accounts(conn, &policy.name, &ids)? {
+        if let Some(i) = inputs.get_mut(a.resource_id.as_str()) {
+            i.account = Some(a);
+        }
+    }
+    for g in store::grants::find_grants_of(conn, &policy.name, &ids)? {
+        if let Some(i) = inputs.get_mut(g.resource_id.as_str()) {
+            i.grants.push(g);
+        }
+    }
+    let mut tenants: Vec<&str> = items.iter().map(|(t, _)| t.as_str()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for tenant in tenants {
+        let wanted: Vec<String> = items
+            .iter()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, id)| id.clone())
+            .collect();
+        let mut rows = store::find_resources_by_ids(conn, tenant, "User", &wanted)?;
+        if rows.len() < wanted.len() {
+            // Groups, and identities that are gone.
+            rows.extend(store::find_resources_by_ids(
+                conn, tenant, "Group", &wanted,
+            )?);
+        }
+        for r in rows {
+            if let Some(i) = inputs.get_mut(r.id.as_str()) {
+                i.row = Some(r);
+            }
+        }
+    }
+    if policy.needs_groups() {
+        let users: Vec<String> = inputs
+            .values()
+            .filter_map(|i| i.row.as_ref())
+            .filter(|r| r.resource_type != "Group")
+            .map(|r| r.id.clone())
+            .collect();
+        for i in inputs.values_mut() {
+            if i.row.as_ref().is_some_and(|r| r.resource_type != "Group") {
+                i.groups = Some(Vec::new());
+            }
+        }
+        for g in store::find_groups_of(conn, &users)? {
+            if let Some(Some(groups)) = inputs.get_mut(g.member_id.as_str()).map(|i| &mut i.groups)
+            {
+                groups.push(g);
+            }
+        }
+    }
+    items
+        .iter()
+        .map(|(tenant, id)| {
+            let found = inputs.remove(id.as_str()).unwrap_or_default();
+            decide_from(conn, reg, policy, tenant, id, found, now)
+        })
+        .collect()
+}
+
+/// The decision from what was read; reads more only for a Group in scope
+/// (its members' remote ids).
+fn decide_from(
+    conn: &mut AnyConnection,
+    reg: &Registry,
+    policy: &AppPolicy,
+    tenant: &str,
+    id: &str,
+    inputs: Inputs,
+    now: DateTime<Utc>,
+) -> Result<Decision, StoreError> {
+    let Inputs {
+        account,
+        grants: existing,
+        row,
+        groups,
+    } = inputs;
+    let Some(row) = row else {
         let mut grants = grants::plan(
             &policy.name,
             tenant,
@@ -96,9 +219,6 @@ pub fn decide(
         Kind::User => &reg.user,
         Kind::Group => &reg.group,
     };
-    let groups = (kind == Kind::User && policy.needs_groups())
-        .then(|| store::find_groups_of(conn, std::slice::from_ref(&row.id)))
-        .transpose()?;
     let stored = Stored {
         row,
         members: None,

@@ -58,6 +58,26 @@ pub fn find_account(
         .optional()?)
 }
 
+/// The applied accounts of many identities in an app (a claimed batch of
+/// delivery jobs), in no particular order.
+pub fn find_accounts(
+    conn: &mut AnyConnection,
+    app: &str,
+    resource_ids: &[String],
+) -> Result<Vec<AccountRow>, StoreError> {
+    let mut out = Vec::with_capacity(resource_ids.len());
+    for chunk in resource_ids.chunks(500) {
+        out.extend(
+            app_accounts::table
+                .filter(app_accounts::app.eq(app))
+                .filter(app_accounts::resource_id.eq_any(chunk))
+                .select(AccountRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
 /// Remote ids in an app of the given identities: `(resource_id, remote_id)`.
 pub fn find_remote_ids(
     conn: &mut AnyConnection,

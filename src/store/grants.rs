@@ -54,6 +54,31 @@ pub fn find_grants(
         .load(conn)?)
 }
 
+/// Grants of many identities in an app (a claimed batch of delivery jobs),
+/// ordered by identity and then as [`find_grants`] orders them.
+pub fn find_grants_of(
+    conn: &mut AnyConnection,
+    app: &str,
+    resource_ids: &[String],
+) -> Result<Vec<GrantRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in resource_ids.chunks(500) {
+        out.extend(
+            access_grants::table
+                .filter(access_grants::app.eq(app))
+                .filter(access_grants::resource_id.eq_any(chunk))
+                .select(GrantRow::as_select())
+                .order((
+                    access_grants::resource_id,
+                    access_grants::entitlement,
+                    access_grants::rule,
+                ))
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
 /// Records a new grant.
 pub fn insert_grant(conn: &mut AnyConnection, g: &GrantRow) -> Result<(), StoreError> {
     diesel::insert_into(access_grants::table)

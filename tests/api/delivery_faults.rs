@@ -359,6 +359,60 @@ async fn server_errors_are_retried_until_the_account_exists_once() {
 }
 
 #[tokio::test]
+async fn a_batch_where_one_call_is_rejected_records_each_outcome_on_its_own() {
+    // The first call to reach the app is rejected; the rest go through.
+    let rig = rig(vec![Fault::Status(400)], 3).await;
+    let (status, body) = rig.up.admin_post("/apps/crm/pause").await;
+    assert_eq!(status, 200, "{body}");
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let user = rig.up.create_user(&format!("batch{i}@example.com")).await;
+        ids.push(user["id"].as_str().unwrap().to_string());
+    }
+    // Resumed, the app claims all six as one batch and calls concurrently.
+    let (status, body) = rig.up.admin_post("/apps/crm/resume").await;
+    assert_eq!(status, 200, "{body}");
+    let summary = eventually(20, "five delivered and one dead letter", || async {
+        let (_, s) = rig.up.admin_get("/apps/crm").await;
+        let j = &s["jobs"];
+        if j["pending"] == 0 && j["running"] == 0 && j["dead"] == 1 {
+            Ok(s)
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+    assert_eq!(rig.down.app.user_count().await, 5, "{summary}");
+    let mut rejected = Vec::new();
+    for id in &ids {
+        let rows = delivery_rows(&rig.up, id);
+        let [(action, outcome, detail)] = rows.as_slice() else {
+            panic!("{id}: one delivery row each: {rows:?}")
+        };
+        assert_eq!(action, "delivery.create");
+        if outcome == "success" {
+            assert!(detail["remote_id"].is_string(), "{detail}");
+        } else {
+            assert_eq!(detail["status"], 400, "{detail}");
+            assert_eq!(detail["dead_letter"], true, "{detail}");
+            rejected.push(id.clone());
+        }
+    }
+    let [dead] = rejected.as_slice() else {
+        panic!("exactly one rejected: {rejected:?}")
+    };
+    let (_, jobs) = rig.up.admin_get("/apps/crm/jobs?state=dead").await;
+    let listed: Vec<&str> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["resource_id"].as_str())
+        .collect();
+    assert_eq!(listed, [dead.as_str()], "{jobs}");
+    assert_eq!(rig.proxy.hits().len(), 6, "one call per job");
+}
+
+#[tokio::test]
 async fn a_429_with_retry_after_holds_the_whole_app_back() {
     let rig = rig(
         vec![Fault::TooMany {

@@ -5,6 +5,7 @@
 mod adapters;
 mod audit;
 mod bulk;
+mod claims;
 mod cli;
 mod compat;
 mod delivery;
