@@ -31,7 +31,7 @@ use super::list::{ListParams, SortKey, sort_key};
 use super::plan::{self, Compiled};
 use super::render::render;
 use super::schema::ResourceType;
-use super::service::{Kind, Load, Page, load_side};
+use super::service::{KeysetPage, Kind, Load, Page, keyset_page, load_side};
 use crate::store::query::{self, Order, Pred};
 use crate::store::{self, AnyConnection, StoreError};
 
@@ -225,34 +225,18 @@ fn page_cursor(
         _ => false,
     };
     let (has_next, has_prev) = if before { (near, far) } else { (far, near) };
-    let make = |row: &store::ResourceRow, direction| {
-        Cursor {
-            direction,
-            value: Value::Null,
-            created: row.created.clone(),
-            id: row.id.clone(),
-            query: q.query.to_string(),
-        }
-        .encode()
-    };
-    let next = rows
-        .last()
-        .filter(|_| has_next)
-        .map(|r| make(r, Direction::After));
-    let prev = rows
-        .first()
-        .filter(|_| has_prev)
-        .map(|r| make(r, Direction::Before));
-    let mut resources = Vec::with_capacity(rows.len());
-    for row in rows {
-        resources.push(load_side(conn, q.kind, row, q.load)?);
-    }
-    Ok(Page {
-        total,
-        start_index: 1,
-        resources,
-        cursors: Some((next, prev)),
-    })
+    keyset_page(
+        conn,
+        KeysetPage {
+            kind: q.kind,
+            load: q.load,
+            query: q.query,
+            total,
+            has_next,
+            has_prev,
+        },
+        rows,
+    )
 }
 
 /// Streams the rows of `over` through the evaluator (those not in `under`)

@@ -726,35 +726,67 @@ fn page_keyset(
             rows.truncate(count);
         }
     }
+    let (has_next, has_prev) = if before {
+        (cursor.is_some(), far_side)
+    } else {
+        (far_side, cursor.is_some())
+    };
+    keyset_page(
+        conn,
+        KeysetPage {
+            kind,
+            load,
+            query,
+            total: total as usize,
+            has_next,
+            has_prev,
+        },
+        rows,
+    )
+}
+
+/// What a keyset page needs besides its rows.
+pub(crate) struct KeysetPage<'a> {
+    pub kind: Kind,
+    pub load: Load,
+    /// The query fingerprint the cursors carry.
+    pub query: &'a str,
+    pub total: usize,
+    pub has_next: bool,
+    pub has_prev: bool,
+}
+
+/// A page of rows in (created, id) order: cursors at its ends where the
+/// walk goes on, and its resources.
+pub(crate) fn keyset_page(
+    conn: &mut AnyConnection,
+    p: KeysetPage<'_>,
+    rows: Vec<ResourceRow>,
+) -> Result<Page, StoreError> {
     let make = |row: &ResourceRow, direction: Direction| {
         Cursor {
             direction,
             value: Value::Null,
             created: row.created.clone(),
             id: row.id.clone(),
-            query: query.to_string(),
+            query: p.query.to_string(),
         }
         .encode()
     };
-    let (has_next, has_prev) = if before {
-        (cursor.is_some(), far_side)
-    } else {
-        (far_side, cursor.is_some())
-    };
     let next = rows
         .last()
-        .filter(|_| has_next)
+        .filter(|_| p.has_next)
         .map(|r| make(r, Direction::After));
     let prev = rows
         .first()
-        .filter(|_| has_prev)
+        .filter(|_| p.has_prev)
         .map(|r| make(r, Direction::Before));
     let mut resources = Vec::with_capacity(rows.len());
     for row in rows {
-        resources.push(load_side(conn, kind, row, load)?);
+        resources.push(load_side(conn, p.kind, row, p.load)?);
     }
     Ok(Page {
-        total: total as usize,
+        total: p.total,
         start_index: 1,
         resources,
         cursors: Some((next, prev)),
