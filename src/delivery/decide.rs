@@ -101,7 +101,7 @@ pub fn decide_batch(
     for (_, id) in items {
         inputs.entry(id.as_str()).or_default();
     }
-    for a in store::jobs::find_accounts(conn, &policy.name, &ids)? {
+    for a in store::find_accounts(conn, &policy.name, &ids)? {
         if let Some(i) = inputs.get_mut(a.resource_id.as_str()) {
             i.account = Some(a);
         }

@@ -120,19 +120,6 @@ fn eq_lookup<'a>(tenant: &'a str, resource_type: &'a str, attr: &'a str, value: 
         .distinct()
 }
 
-/// Ids of resources whose indexed `attr` equals `value`.
-pub fn find_ids_by_index(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    resource_type: &str,
-    attr: &str,
-    value: &str,
-) -> Result<Vec<String>, StoreError> {
-    eq_lookup(tenant, resource_type, attr, value)
-        .load(conn)
-        .map_err(StoreError::from)
-}
-
 /// The backend's query plan for the `eq` look-up, for tests and diagnostics.
 pub fn explain_eq_lookup(conn: &mut AnyConnection) -> Result<String, StoreError> {
     use diesel::sql_types::Text;
@@ -184,44 +171,4 @@ pub fn explain_eq_lookup(conn: &mut AnyConnection) -> Result<String, StoreError>
                 .join("\n"))
         }
     }
-}
-
-/// Ids of resources with an indexed `attr` value starting with `prefix`
-/// (a range scan on the index, not a table scan).
-pub fn find_ids_by_index_prefix(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    resource_type: &str,
-    attr: &str,
-    prefix: &str,
-) -> Result<Vec<String>, StoreError> {
-    // Every string that starts with `prefix` sorts in [prefix, prefix + U+10FFFF).
-    let upper = format!("{prefix}\u{10FFFF}");
-    attr_index::table
-        .filter(attr_index::tenant.eq(tenant))
-        .filter(attr_index::resource_type.eq(resource_type))
-        .filter(attr_index::attr.eq(attr))
-        .filter(attr_index::value.ge(prefix))
-        .filter(attr_index::value.lt(upper))
-        .select(attr_index::resource_id)
-        .distinct()
-        .load(conn)
-        .map_err(StoreError::from)
-}
-
-/// Ids of resources that have any value for an indexed `attr`.
-pub fn find_ids_with_attr(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    resource_type: &str,
-    attr: &str,
-) -> Result<Vec<String>, StoreError> {
-    attr_index::table
-        .filter(attr_index::tenant.eq(tenant))
-        .filter(attr_index::resource_type.eq(resource_type))
-        .filter(attr_index::attr.eq(attr))
-        .select(attr_index::resource_id)
-        .distinct()
-        .load(conn)
-        .map_err(StoreError::from)
 }

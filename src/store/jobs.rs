@@ -22,11 +22,6 @@ use super::StoreError;
 use super::connection::AnyConnection;
 use super::schema::{app_state, sync_jobs};
 
-// What a claimed batch needs from `app_accounts`. It belongs beside
-// `find_account` in the store's re-exports (store/mod.rs), which another
-// branch is rewriting; re-exported here until both are merged.
-pub use super::accounts::find_accounts;
-
 /// Job states.
 pub mod state {
     /// Waiting for `next_attempt_at`.

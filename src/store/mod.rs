@@ -34,7 +34,7 @@ use std::sync::Arc;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use accounts::{
-    AccountRow, count_accounts, count_deprovisions, delete_account, find_account,
+    AccountRow, count_accounts, count_deprovisions, delete_account, find_account, find_accounts,
     find_accounts_by_remote_ids, find_last_reconcile, find_remote_ids, list_accounts, save_account,
     status as account_status,
 };
@@ -46,10 +46,7 @@ pub use audit::{
 pub use connection::{
     AnyConnection, Conn, Pool, Target, build_pool, has_pending_migrations, run_migrations, write_tx,
 };
-pub use index::{
-    IndexEntry, explain_eq_lookup, find_ids_by_index, find_ids_by_index_prefix, find_ids_with_attr,
-    replace_index, replace_unique_keys,
-};
+pub use index::{IndexEntry, explain_eq_lookup, replace_index, replace_unique_keys};
 pub use members::{
     GroupRef, MemberRow, add_members, count_members, delete_all_members, delete_members,
     find_group_ids_with_member, find_groups_of, find_member_ids, find_members,

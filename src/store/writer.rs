@@ -191,13 +191,9 @@ fn batch(
     first: Box<dyn Write>,
     rx: &mpsc::Receiver<Box<dyn Write>>,
 ) -> Result<u64, StoreError> {
-    let AnyConnection::Sqlite(sqlite) = conn else {
-        let why = "the writer thread serves SQLite only";
-        first.answer(Err(why));
-        return Err(StoreError::Internal(why.into()));
-    };
-    if let Err(e) = AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE") {
-        let e = StoreError::from(e);
+    if let Err(e) = with_sqlite(conn, |c| {
+        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+    }) {
         first.answer(Err(&e.to_string()));
         return Err(e);
     }
@@ -216,12 +212,9 @@ fn batch(
             next = rx.try_recv().ok();
         }
     }
-    let AnyConnection::Sqlite(sqlite) = conn else {
-        unreachable!("checked above");
-    };
     let outcome = match broken {
         Some(e) => Err(e),
-        None => AnsiTransactionManager::commit_transaction(sqlite).map_err(StoreError::from),
+        None => with_sqlite(conn, AnsiTransactionManager::commit_transaction),
     };
     match outcome {
         Ok(()) => {
@@ -232,7 +225,9 @@ fn batch(
             Ok(n)
         }
         Err(e) => {
-            rollback(sqlite);
+            if let AnyConnection::Sqlite(sqlite) = conn {
+                rollback(sqlite);
+            }
             let why = e.to_string();
             for write in done {
                 write.answer(Err(&why));
