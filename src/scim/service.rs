@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::cursor::{self, Cursor, Direction};
 use super::filter::{self, FilterLimits};
-use super::index::{display_of, index_entries, unique_keys};
+use super::index::{self, display_of, index_entries, unique_keys};
 use super::limits::ContentLimits;
 use super::list::{ListParams, sort_key};
 use super::membership;
@@ -30,7 +30,7 @@ use crate::delivery::Fanout;
 use crate::error::ScimError;
 use crate::format::now;
 use crate::lifecycle::AppPolicy;
-use crate::store::{self, AnyConnection, AuditEvent, Db, ResourceRow, StoreError};
+use crate::store::{self, AnyConnection, AuditEvent, Db, IndexEntry, ResourceRow, StoreError};
 
 /// Which resource type a request addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -586,6 +586,17 @@ impl Service {
             Some(t) if t.trim().is_empty() => Some(None),
             Some(t) => Some(Some(Cursor::decode(t, &query)?)),
         };
+        let unique = match (&policy, &params.sort_by, &cursor, &filter) {
+            (None, None, None, Some(f)) => index::unique_lookup(rt, f),
+            _ => None,
+        };
+        if let Some(key) = unique {
+            let tenant = actor.tenant.clone();
+            return Ok(self
+                .db
+                .point(move |conn| page_unique(conn, &tenant, kind, &key, &params, load))
+                .await?);
+        }
         let reg = self.registry.clone();
         let tenant = actor.tenant.clone();
         let mut page = self
@@ -685,6 +696,42 @@ fn page_unfiltered(
     Ok(Page {
         total: total as usize,
         start_index: params.start_index,
+        resources,
+        cursors: None,
+    })
+}
+
+/// The page of a filter that names one unique key (see
+/// [`index::unique_lookup`]): at most one match, found by two primary-key
+/// probes, paged like [`search::list`] pages its exact filters.
+fn page_unique(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    kind: Kind,
+    key: &IndexEntry,
+    params: &ListParams,
+    load: Load,
+) -> Result<Page, StoreError> {
+    let row = match store::find_by_unique_key(conn, tenant, kind.name(), key)? {
+        Some(id) => match store::find_resource(conn, tenant, kind.name(), &id) {
+            Ok(row) => Some(row),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let total = usize::from(row.is_some());
+    let skip = params.start_index - 1;
+    let mut resources = Vec::new();
+    if let Some(row) = row
+        && skip == 0
+        && params.count > 0
+    {
+        resources.push(load_side(conn, kind, row, load)?);
+    }
+    Ok(Page {
+        total,
+        start_index: skip.min(total) + 1,
         resources,
         cursors: None,
     })

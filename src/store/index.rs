@@ -109,6 +109,23 @@ pub fn replace_unique_keys(
     Ok(())
 }
 
+/// The resource holding a unique key, if any: one primary-key probe.
+pub fn find_by_unique_key(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    key: &IndexEntry,
+) -> Result<Option<String>, StoreError> {
+    Ok(unique_keys::table
+        .filter(unique_keys::tenant.eq(tenant))
+        .filter(unique_keys::resource_type.eq(resource_type))
+        .filter(unique_keys::attr.eq(&key.attr))
+        .filter(unique_keys::value.eq(&key.value))
+        .select(unique_keys::resource_id)
+        .first(conn)
+        .optional()?)
+}
+
 #[diesel::dsl::auto_type]
 fn eq_lookup<'a>(tenant: &'a str, resource_type: &'a str, attr: &'a str, value: &'a str) -> _ {
     attr_index::table

@@ -46,7 +46,9 @@ pub use audit::{
 pub use connection::{
     AnyConnection, Conn, Pool, Target, build_pool, has_pending_migrations, run_migrations, write_tx,
 };
-pub use index::{IndexEntry, explain_eq_lookup, replace_index, replace_unique_keys};
+pub use index::{
+    IndexEntry, explain_eq_lookup, find_by_unique_key, replace_index, replace_unique_keys,
+};
 pub use members::{
     GroupRef, MemberRow, add_members, count_members, delete_all_members, delete_members,
     find_group_ids_with_member, find_groups_of, find_member_ids, find_members,

@@ -110,6 +110,77 @@ async fn assert_invalid_filter(app: &TestApp, filter: &str) {
 
 // ---------------------------------------------------------------- operators
 
+/// Status and body of `GET path?query`.
+async fn answer(app: &TestApp, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
+    let res = app.list_with(path, query).await;
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+/// A lone `eq` on a unique attribute is answered by a point look-up of its
+/// unique key. Against the same filter made general (`and … pr` keeps the
+/// same matches), it must page, count and project alike, and follow
+/// renames and deletes.
+#[tokio::test]
+async fn unique_key_look_ups_answer_like_the_general_filter_path() {
+    let app = spawn_app().await;
+    let users = directory(&app).await;
+    let group = app
+        .create_group("Tour Guides", &[users[0]["id"].as_str().unwrap()])
+        .await;
+    let cases = [
+        (
+            "/Users",
+            r#"userName eq "BJensen""#,
+            r#"userName eq "BJensen" and userName pr"#,
+        ),
+        (
+            "/Users",
+            r#"userName eq "nobody""#,
+            r#"userName eq "nobody" and userName pr"#,
+        ),
+        (
+            "/Groups",
+            r#"displayName eq "tour guides""#,
+            r#"displayName eq "tour guides" and displayName pr"#,
+        ),
+    ];
+    let pages = [
+        ("1", "10"),
+        ("2", "10"),
+        ("0", "10"),
+        ("-3", "10"),
+        ("1", "0"),
+        ("7", "0"),
+    ];
+    for (path, fast, general) in cases {
+        for (start, count) in pages {
+            for extra in [None, Some(("attributes", "userName,groups,displayName"))] {
+                let mut q = vec![("startIndex", start), ("count", count)];
+                q.extend(extra);
+                let f = answer(&app, path, &[q.clone(), vec![("filter", fast)]].concat()).await;
+                let g = answer(&app, path, &[q.clone(), vec![("filter", general)]].concat()).await;
+                assert_eq!(f, g, "{path} {fast} {q:?}");
+            }
+        }
+    }
+    let hit = app
+        .list_ok("/Users", &[("filter", r#"userName eq "BJENSEN""#)])
+        .await;
+    assert_eq!(names(&hit), ["bjensen"]);
+    assert_eq!(hit["Resources"][0]["groups"][0]["value"], group["id"]);
+
+    let id = users[0]["id"].as_str().unwrap();
+    app.patch_ok(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "path": "userName", "value": "barbara"}]),
+    )
+    .await;
+    assert_filter(&app, r#"userName eq "bjensen""#, &[]).await;
+    assert_filter(&app, r#"userName eq "Barbara""#, &["barbara"]).await;
+    assert_eq!(app.delete(&format!("/Users/{id}")).await.status(), 204);
+    assert_filter(&app, r#"userName eq "barbara""#, &[]).await;
+}
+
 #[tokio::test]
 async fn eq_matches_equal_values() {
     let app = spawn_app().await;
