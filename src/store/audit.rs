@@ -8,9 +8,8 @@
 //!             COMMIT ─▶ deferred trigger audit_chain_seal(seq):
 //!                         UPDATE audit_chain (row lock) → position, prev hash
 //!                         UPDATE audit_events SET chain_pos, prev_hash, hash
-//! SQLite:     UPDATE audit_chain SET head_pos = head_pos + 1 RETURNING …
-//!             INSERT audit_events (chain_pos, prev_hash) RETURNING seq
-//!             UPDATE audit_events SET hash; UPDATE audit_chain SET head_hash
+//! SQLite:     SELECT head, last seq ─▶ hash ─▶ INSERT audit_events (complete row)
+//!             UPDATE audit_chain SET head_pos, head_hash
 //!             (the write transaction is BEGIN IMMEDIATE: already serial)
 //! ```
 
@@ -20,17 +19,9 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 
 use super::StoreError;
 use super::connection::{AnyConnection, write_tx};
+use super::prepared::prepared;
 use super::schema::audit_events;
 use crate::audit::hash::{ChainFields, GENESIS, chain_hash};
-
-macro_rules! on_backend {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            AnyConnection::Sqlite($c) => $body,
-            AnyConnection::Postgresql($c) => $body,
-        }
-    };
-}
 
 /// One audit event. Never carries a secret: callers pass ids and outcomes only.
 #[derive(Debug, Clone, Insertable)]
@@ -167,25 +158,31 @@ pub struct ChainHead {
     pub checkpoint_at: Option<String>,
 }
 
+/// What an append needs to know before it writes its row.
 #[derive(QueryableByName)]
-struct Advanced {
+struct Next {
     #[diesel(sql_type = BigInt)]
     head_pos: i64,
     #[diesel(sql_type = Text)]
     head_hash: String,
-}
-
-#[derive(QueryableByName)]
-struct Inserted {
     #[diesel(sql_type = BigInt)]
-    seq: i64,
+    last_seq: i64,
 }
 
 const HEAD_COLUMNS: &str = "head_pos, head_hash, checkpoint_pos, checkpoint_hash, checkpoint_at";
 
+/// The head, and the last `seq` handed out: what `AUTOINCREMENT` would
+/// give the row is one more than the larger of its counter and the
+/// largest `seq` present.
+const NEXT: &str = "SELECT head_pos, head_hash, MAX( \
+      COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'), 0), \
+      COALESCE((SELECT MAX(seq) FROM audit_events), 0)) AS last_seq \
+    FROM audit_chain WHERE id = 1";
+
 const INSERT: &str = "INSERT INTO audit_events \
-    (at, tenant, actor, action, resource_type, resource_id, outcome, detail, app, chain_pos, prev_hash) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq";
+    (seq, at, tenant, actor, action, resource_type, resource_id, outcome, detail, app, \
+     chain_pos, prev_hash, hash) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 fn head_missing() -> StoreError {
     StoreError::Internal("the audit chain head (table audit_chain) is missing".into())
@@ -215,36 +212,25 @@ pub fn insert_audit(conn: &mut AnyConnection, event: &AuditEvent) -> Result<(), 
     append(conn, event)
 }
 
+/// The SQLite append: its write transaction (`BEGIN IMMEDIATE`) already
+/// excludes every other writer, so the row's `seq`, place and hash are all
+/// known before it is written, and it is written once, complete.
 fn append(conn: &mut AnyConnection, e: &AuditEvent) -> Result<(), StoreError> {
-    // Taking the head's row lock is the first thing: from here to commit no
-    // other transaction can append, so chain order is commit order.
-    let sql = "UPDATE audit_chain SET head_pos = head_pos + 1 WHERE id = 1 \
-               RETURNING head_pos, head_hash";
-    let head = on_backend!(conn, c => diesel::sql_query(sql).load::<Advanced>(c)?)
+    let AnyConnection::Sqlite(c) = conn else {
+        return Err(StoreError::Internal(
+            "the in-process audit chain is SQLite's".into(),
+        ));
+    };
+    let next = prepared(NEXT)
+        .load::<Next>(c)?
         .into_iter()
         .next()
         .ok_or_else(head_missing)?;
-    let (mut pos, mut prev) = (head.head_pos, head.head_hash);
+    let (mut pos, mut prev) = (next.head_pos + 1, next.head_hash);
     if pos == 1 {
         (pos, prev) = seal_unchained(conn)?;
     }
-    let seq = on_backend!(conn, c => diesel::sql_query(INSERT)
-        .bind::<Text, _>(&e.at)
-        .bind::<Nullable<Text>, _>(e.tenant.as_deref())
-        .bind::<Text, _>(&e.actor)
-        .bind::<Text, _>(&e.action)
-        .bind::<Nullable<Text>, _>(e.resource_type.as_deref())
-        .bind::<Nullable<Text>, _>(e.resource_id.as_deref())
-        .bind::<Text, _>(&e.outcome)
-        .bind::<Nullable<Text>, _>(e.detail.as_deref())
-        .bind::<Nullable<Text>, _>(e.app.as_deref())
-        .bind::<BigInt, _>(pos)
-        .bind::<Text, _>(&prev)
-        .load::<Inserted>(c)?)
-    .into_iter()
-    .next()
-    .ok_or_else(|| StoreError::Internal("audit insert returned no row".into()))?
-    .seq;
+    let seq = next.last_seq + 1;
     let hash = chain_hash(&ChainFields {
         chain_pos: pos,
         seq,
@@ -259,14 +245,26 @@ fn append(conn: &mut AnyConnection, e: &AuditEvent) -> Result<(), StoreError> {
         app: e.app.as_deref(),
         prev_hash: &prev,
     });
-    diesel::update(audit_events::table.find(seq))
-        .set(audit_events::hash.eq(&hash))
-        .execute(conn)?;
+    on_backend!(conn, c => prepared(INSERT)
+        .bind::<BigInt, _>(seq)
+        .bind::<Text, _>(&e.at)
+        .bind::<Nullable<Text>, _>(e.tenant.as_deref())
+        .bind::<Text, _>(&e.actor)
+        .bind::<Text, _>(&e.action)
+        .bind::<Nullable<Text>, _>(e.resource_type.as_deref())
+        .bind::<Nullable<Text>, _>(e.resource_id.as_deref())
+        .bind::<Text, _>(&e.outcome)
+        .bind::<Nullable<Text>, _>(e.detail.as_deref())
+        .bind::<Nullable<Text>, _>(e.app.as_deref())
+        .bind::<BigInt, _>(pos)
+        .bind::<Text, _>(&prev)
+        .bind::<Text, _>(&hash)
+        .execute(c)?);
     set_head(conn, pos, &hash)
 }
 
 fn set_head(conn: &mut AnyConnection, pos: i64, hash: &str) -> Result<(), StoreError> {
-    on_backend!(conn, c => diesel::sql_query(
+    on_backend!(conn, c => prepared(
         "UPDATE audit_chain SET head_pos = $1, head_hash = $2 WHERE id = 1",
     )
     .bind::<BigInt, _>(pos)

@@ -4,9 +4,11 @@
 //! transaction, so they never disagree with the document.
 
 use diesel::prelude::*;
+use diesel::sql_types::Text;
 
 use super::StoreError;
 use super::connection::AnyConnection;
+use super::prepared::prepared;
 use super::schema::{attr_index, unique_keys};
 
 /// One indexed (attribute, value) pair of a resource.
@@ -16,16 +18,6 @@ pub struct IndexEntry {
     pub attr: String,
     /// Normalised value (lower-cased unless the attribute is caseExact).
     pub value: String,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = attr_index)]
-struct NewIndexRow<'a> {
-    tenant: &'a str,
-    resource_type: &'a str,
-    attr: &'a str,
-    value: &'a str,
-    resource_id: &'a str,
 }
 
 #[derive(Insertable)]
@@ -46,22 +38,47 @@ pub fn replace_index(
     resource_id: &str,
     entries: &[IndexEntry],
 ) -> Result<(), StoreError> {
+    let mut old: Vec<(String, String)> = attr_index::table
+        .filter(attr_index::resource_id.eq(resource_id))
+        .select((attr_index::attr, attr_index::value))
+        .load(conn)?;
+    if same_entries(&mut old, entries) {
+        return Ok(()); // a change to attributes that are not indexed
+    }
     diesel::delete(attr_index::table.filter(attr_index::resource_id.eq(resource_id)))
         .execute(conn)?;
-    let rows: Vec<NewIndexRow<'_>> = entries
-        .iter()
-        .map(|e| NewIndexRow {
-            tenant,
-            resource_type,
-            attr: &e.attr,
-            value: &e.value,
-            resource_id,
-        })
-        .collect();
-    for chunk in rows.chunks(100) {
-        batch_insert!(conn, attr_index::table, chunk);
+    // One prepared single-row insert per entry: a multi-row insert has a
+    // different text for every row count, and is prepared anew each time.
+    for e in entries {
+        on_backend!(conn, c => prepared(
+            "INSERT INTO attr_index (tenant, resource_type, attr, value, resource_id) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind::<Text, _>(tenant)
+        .bind::<Text, _>(resource_type)
+        .bind::<Text, _>(&e.attr)
+        .bind::<Text, _>(&e.value)
+        .bind::<Text, _>(resource_id)
+        .execute(c)?);
     }
     Ok(())
+}
+
+/// Whether stored `(attr, value)` rows are exactly `entries`, counting
+/// repeats: then a replace has nothing to write.
+fn same_entries(old: &mut [(String, String)], entries: &[IndexEntry]) -> bool {
+    if old.len() != entries.len() {
+        return false;
+    }
+    let mut new: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.attr.as_str(), e.value.as_str()))
+        .collect();
+    old.sort_unstable();
+    new.sort_unstable();
+    old.iter()
+        .zip(&new)
+        .all(|((a, v), (na, nv))| a == na && v == nv)
 }
 
 /// Replaces a resource's unique keys; `Conflict` names the attribute taken.
@@ -72,6 +89,13 @@ pub fn replace_unique_keys(
     resource_id: &str,
     keys: &[IndexEntry],
 ) -> Result<(), StoreError> {
+    let mut old: Vec<(String, String)> = unique_keys::table
+        .filter(unique_keys::resource_id.eq(resource_id))
+        .select((unique_keys::attr, unique_keys::value))
+        .load(conn)?;
+    if same_entries(&mut old, keys) {
+        return Ok(());
+    }
     diesel::delete(unique_keys::table.filter(unique_keys::resource_id.eq(resource_id)))
         .execute(conn)?;
     for key in keys {

@@ -20,6 +20,7 @@ use diesel::sql_types::{BigInt, Text};
 
 use super::StoreError;
 use super::connection::AnyConnection;
+use super::prepared::prepared;
 use super::schema::{app_state, sync_jobs};
 
 /// Job states.
@@ -82,15 +83,6 @@ pub mod priority {
 }
 
 /// Runs the same generic diesel code on whichever backend `conn` is.
-macro_rules! on_backend {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            AnyConnection::Sqlite($c) => $body,
-            AnyConnection::Postgresql($c) => $body,
-        }
-    };
-}
-
 const ENQUEUE: &str = "\
 INSERT INTO sync_jobs (app, resource_id, tenant, state, generation, attempts, next_attempt_at, created_at, updated_at, priority) \
 VALUES ($1, $2, $3, 'pending', 1, 0, $4, $5, $5, $6) \
@@ -140,7 +132,7 @@ pub fn enqueue_with(
         for id in ids {
             // Bound in the order the placeholders first appear: SQLite
             // numbers `$n` by first appearance, not by `n`.
-            n += on_backend!(conn, c => diesel::sql_query(ENQUEUE)
+            n += on_backend!(conn, c => prepared(ENQUEUE)
                 .bind::<Text, _>(app)
                 .bind::<Text, _>(id)
                 .bind::<Text, _>(tenant)
@@ -158,27 +150,44 @@ pub fn enqueue_with(
 /// is one range scan of `(app, state, next_attempt_at)` in index order that
 /// stops after `limit` rows, so a claim costs the same with ten jobs queued
 /// or a million.
-fn claim_sql(postgres: bool, expired: bool) -> String {
-    let (state, due, order) = if expired {
-        ("running", "claimed_until <= $3", "claimed_until")
-    } else {
-        ("pending", "next_attempt_at <= $3", "next_attempt_at")
-    };
-    format!(
-        "UPDATE sync_jobs SET state = 'running', claimed_by = $1, claimed_until = $2, \
-           claimed_generation = generation, attempts = attempts + 1, updated_at = $3 \
-         WHERE (app, resource_id) IN ( \
-           SELECT app, resource_id FROM sync_jobs \
-           WHERE app = $4 AND state = '{state}' AND {due} \
-             AND NOT EXISTS (SELECT 1 FROM app_state s WHERE s.app = $4 AND s.paused) \
-           ORDER BY {order} LIMIT $5{}) \
-         RETURNING *",
-        if postgres {
+fn claim_sql(postgres: bool, expired: bool) -> &'static str {
+    // Four fixed texts (not one `format!`), so each stays prepared.
+    macro_rules! claim {
+        ($state:literal, $due:literal, $order:literal, $lock:literal) => {
+            concat!(
+                "UPDATE sync_jobs SET state = 'running', claimed_by = $1, claimed_until = $2, \
+                   claimed_generation = generation, attempts = attempts + 1, updated_at = $3 \
+                 WHERE (app, resource_id) IN ( \
+                   SELECT app, resource_id FROM sync_jobs \
+                   WHERE app = $4 AND state = '",
+                $state,
+                "' AND ",
+                $due,
+                " AND NOT EXISTS (SELECT 1 FROM app_state s WHERE s.app = $4 AND s.paused) \
+                   ORDER BY ",
+                $order,
+                " LIMIT $5",
+                $lock,
+                ") RETURNING *"
+            )
+        };
+    }
+    match (expired, postgres) {
+        (true, false) => claim!("running", "claimed_until <= $3", "claimed_until", ""),
+        (true, true) => claim!(
+            "running",
+            "claimed_until <= $3",
+            "claimed_until",
             " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        }
-    )
+        ),
+        (false, false) => claim!("pending", "next_attempt_at <= $3", "next_attempt_at", ""),
+        (false, true) => claim!(
+            "pending",
+            "next_attempt_at <= $3",
+            "next_attempt_at",
+            " FOR UPDATE SKIP LOCKED"
+        ),
+    }
 }
 
 /// Claims up to `limit` due jobs of `app` for `worker` until `lease_until`:
@@ -199,7 +208,7 @@ pub fn claim(
             break;
         }
         let sql = claim_sql(postgres, expired);
-        out.extend(on_backend!(conn, c => diesel::sql_query(&sql)
+        out.extend(on_backend!(conn, c => prepared(sql)
             .bind::<Text, _>(worker)
             .bind::<Text, _>(lease_until)
             .bind::<Text, _>(now)

@@ -17,6 +17,17 @@ macro_rules! batch_insert {
     };
 }
 
+/// Runs `$body` with `$c` bound to the backend's own connection: what a
+/// statement that is not diesel's DSL (see `prepared`) needs.
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::store::AnyConnection::Sqlite($c) => $body,
+            $crate::store::AnyConnection::Postgresql($c) => $body,
+        }
+    };
+}
+
 mod accounts;
 mod audit;
 mod connection;
@@ -24,6 +35,7 @@ pub mod grants;
 mod index;
 pub mod jobs;
 mod members;
+mod prepared;
 pub mod query;
 mod resources;
 pub mod schema;

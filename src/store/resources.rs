@@ -2,9 +2,11 @@
 //! text plus the columns queries and ETags need.
 
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
 
 use super::StoreError;
 use super::connection::AnyConnection;
+use super::prepared::prepared;
 use super::schema::resources;
 
 /// One stored resource.
@@ -142,17 +144,44 @@ pub fn find_displays(
 
 /// Inserts a new resource.
 pub fn insert_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<(), StoreError> {
-    diesel::insert_into(resources::table)
-        .values(row)
-        .execute(conn)?;
+    // Fixed text, so it stays prepared (diesel's insert of a row with
+    // optional columns is built anew, and prepared anew, every time).
+    on_backend!(conn, c => prepared(
+        "INSERT INTO resources \
+         (id, tenant, resource_type, external_id, display, data, version, created, last_modified) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind::<Text, _>(&row.id)
+    .bind::<Text, _>(&row.tenant)
+    .bind::<Text, _>(&row.resource_type)
+    .bind::<Nullable<Text>, _>(row.external_id.as_deref())
+    .bind::<Nullable<Text>, _>(row.display.as_deref())
+    .bind::<Text, _>(&row.data)
+    .bind::<BigInt, _>(row.version)
+    .bind::<Text, _>(&row.created)
+    .bind::<Text, _>(&row.last_modified)
+    .execute(c)?);
     Ok(())
 }
 
 /// Overwrites a resource; `NotFound` when it is gone.
 pub fn update_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<(), StoreError> {
-    let n = diesel::update(resources::table.filter(resources::id.eq(&row.id)))
-        .set(row)
-        .execute(conn)?;
+    // Fixed text, so it stays prepared (diesel never caches an UPDATE).
+    let n = on_backend!(conn, c => prepared(
+        "UPDATE resources SET tenant = $2, resource_type = $3, external_id = $4, \
+         display = $5, data = $6, version = $7, created = $8, last_modified = $9 \
+         WHERE id = $1",
+    )
+    .bind::<Text, _>(&row.id)
+    .bind::<Text, _>(&row.tenant)
+    .bind::<Text, _>(&row.resource_type)
+    .bind::<Nullable<Text>, _>(row.external_id.as_deref())
+    .bind::<Nullable<Text>, _>(row.display.as_deref())
+    .bind::<Text, _>(&row.data)
+    .bind::<BigInt, _>(row.version)
+    .bind::<Text, _>(&row.created)
+    .bind::<Text, _>(&row.last_modified)
+    .execute(c)?);
     if n == 0 {
         return Err(StoreError::NotFound);
     }
