@@ -8,6 +8,8 @@
 //! file open, writes and a close per write), and every write transaction starts with
 //! `BEGIN IMMEDIATE`: a deferred transaction that later tries to write fails
 //! with "database is locked" under concurrent writers instead of waiting.
+//! The automatic checkpoint waits for a 64 MiB WAL: the writer's own
+//! checkpoint thread copies the WAL long before that (see `writer`).
 
 use std::time::Duration;
 
@@ -117,7 +119,8 @@ impl Manager {
                      PRAGMA foreign_keys = ON;
                      PRAGMA mmap_size = 1073741824;
                      PRAGMA cache_size = -16000;
-                     PRAGMA temp_store = MEMORY;",
+                     PRAGMA temp_store = MEMORY;
+                     PRAGMA wal_autocheckpoint = 16384;",
                 )?;
                 Ok(AnyConnection::Sqlite(conn))
             }
