@@ -224,7 +224,7 @@ impl Service {
                 let rt = rt_of(&reg, kind);
                 let at = now();
                 let row = ResourceRow {
-                    id: uuid::Uuid::new_v4().to_string(),
+                    id: uuid::Uuid::now_v7().to_string(),
                     tenant: actor.tenant.clone(),
                     resource_type: kind.name().into(),
                     external_id: n
