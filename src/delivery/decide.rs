@@ -120,14 +120,7 @@ pub fn decide_batch(
             .filter(|(t, _)| t == tenant)
             .map(|(_, id)| id.clone())
             .collect();
-        let mut rows = store::find_resources_by_ids(conn, tenant, "User", &wanted)?;
-        if rows.len() < wanted.len() {
-            // Groups, and identities that are gone.
-            rows.extend(store::find_resources_by_ids(
-                conn, tenant, "Group", &wanted,
-            )?);
-        }
-        for r in rows {
+        for r in store::find_resources_by_ids(conn, tenant, None, &wanted)? {
             if let Some(i) = inputs.get_mut(r.id.as_str()) {
                 i.row = Some(r);
             }

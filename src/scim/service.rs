@@ -865,7 +865,7 @@ fn restrict_members(
             members: false,
             groups: kind == Kind::User && policy.needs_groups(),
         };
-        for row in store::find_resources_by_ids(conn, tenant, kind.name(), &ids)? {
+        for row in store::find_resources_by_ids(conn, tenant, Some(kind.name()), &ids)? {
             let member = load_side(conn, kind, row, side)?;
             if policy.in_scope(reg, kind, &render(rt_of(reg, kind), &member, "")) {
                 keep.insert(member.row.id);

@@ -66,22 +66,30 @@ pub fn find_resource_any(
         .optional()?)
 }
 
-/// Reads resources by id, in no particular order.
+/// Reads resources of a tenant by id (of one type, or of any), in no
+/// particular order.
+///
+/// The query names only the ids: given the tenant and type as well, SQLite
+/// prefers the `(tenant, resource_type, …)` index to the primary key and
+/// reads every resource of the type to find a few (the fan-out engine,
+/// which reads a batch of identities per claim, spent two thirds of its
+/// time there). Tenant and type are checked on the rows instead.
 pub fn find_resources_by_ids(
     conn: &mut AnyConnection,
     tenant: &str,
-    resource_type: &str,
+    resource_type: Option<&str>,
     ids: &[String],
 ) -> Result<Vec<ResourceRow>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
+        let rows: Vec<ResourceRow> = resources::table
+            .filter(resources::id.eq_any(chunk))
+            .select(ResourceRow::as_select())
+            .load(conn)?;
         out.extend(
-            resources::table
-                .filter(resources::tenant.eq(tenant))
-                .filter(resources::resource_type.eq(resource_type))
-                .filter(resources::id.eq_any(chunk))
-                .select(ResourceRow::as_select())
-                .load(conn)?,
+            rows.into_iter().filter(|r| {
+                r.tenant == tenant && resource_type.is_none_or(|t| r.resource_type == t)
+            }),
         );
     }
     Ok(out)
