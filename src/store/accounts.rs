@@ -3,9 +3,11 @@
 //! desired account against this row, so only what changed is sent.
 
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
 
 use super::StoreError;
 use super::connection::AnyConnection;
+use super::prepared::prepared;
 use super::schema::{app_accounts, audit_events};
 
 /// Account statuses.
@@ -116,20 +118,31 @@ pub fn find_accounts_by_remote_ids(
     Ok(out)
 }
 
-/// Writes an account (insert or replace).
+/// Writes an account (insert or replace): one prepared upsert, every
+/// column written (an active account's `disabled_at` becomes NULL).
 pub fn save_account(conn: &mut AnyConnection, row: &AccountRow) -> Result<(), StoreError> {
-    let updated = diesel::update(
-        app_accounts::table
-            .filter(app_accounts::app.eq(&row.app))
-            .filter(app_accounts::resource_id.eq(&row.resource_id)),
+    on_backend!(conn, c => prepared(
+        "INSERT INTO app_accounts (app, resource_id, tenant, resource_type, remote_id, status, \
+           applied, revision, created_at, updated_at, disabled_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (app, resource_id) DO UPDATE SET tenant = excluded.tenant, \
+           resource_type = excluded.resource_type, remote_id = excluded.remote_id, \
+           status = excluded.status, applied = excluded.applied, revision = excluded.revision, \
+           created_at = excluded.created_at, updated_at = excluded.updated_at, \
+           disabled_at = excluded.disabled_at",
     )
-    .set(row)
-    .execute(conn)?;
-    if updated == 0 {
-        diesel::insert_into(app_accounts::table)
-            .values(row)
-            .execute(conn)?;
-    }
+    .bind::<Text, _>(&row.app)
+    .bind::<Text, _>(&row.resource_id)
+    .bind::<Text, _>(&row.tenant)
+    .bind::<Text, _>(&row.resource_type)
+    .bind::<Nullable<Text>, _>(row.remote_id.as_deref())
+    .bind::<Text, _>(&row.status)
+    .bind::<Text, _>(&row.applied)
+    .bind::<BigInt, _>(row.revision)
+    .bind::<Text, _>(&row.created_at)
+    .bind::<Text, _>(&row.updated_at)
+    .bind::<Nullable<Text>, _>(row.disabled_at.as_deref())
+    .execute(c)?);
     Ok(())
 }
 
