@@ -30,9 +30,9 @@ pub struct Memory {
     pub peak_kib: u64,
     /// Resident anonymous memory now (heap, stacks).
     pub anon_kib: u64,
-    /// Resident file-backed memory now: with SQLite mostly the database
-    /// file mapped by each pooled connection (`mmap_size`), which is
-    /// shared page cache and counted once per mapping.
+    /// Resident file-backed memory now: the binary, and the database file
+    /// where SQLite maps it (`mmap_size`, off by default), which is shared
+    /// page cache and counted once per mapping.
     pub file_kib: u64,
 }
 

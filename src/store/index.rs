@@ -99,15 +99,7 @@ pub fn replace_unique_keys(
     diesel::delete(unique_keys::table.filter(unique_keys::resource_id.eq(resource_id)))
         .execute(conn)?;
     for key in keys {
-        let taken: Option<String> = unique_keys::table
-            .filter(unique_keys::tenant.eq(tenant))
-            .filter(unique_keys::resource_type.eq(resource_type))
-            .filter(unique_keys::attr.eq(&key.attr))
-            .filter(unique_keys::value.eq(&key.value))
-            .select(unique_keys::resource_id)
-            .first(conn)
-            .optional()?;
-        if taken.is_some() {
+        if find_by_unique_key(conn, tenant, resource_type, key)?.is_some() {
             return Err(StoreError::Conflict(format!(
                 "Another {resource_type} already has this {}.",
                 key.attr

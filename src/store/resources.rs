@@ -152,48 +152,50 @@ pub fn find_displays(
 
 /// Inserts a new resource.
 pub fn insert_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<(), StoreError> {
-    // Fixed text, so it stays prepared (diesel's insert of a row with
-    // optional columns is built anew, and prepared anew, every time).
-    on_backend!(conn, c => prepared(
+    with_row(
+        conn,
         "INSERT INTO resources \
          (id, tenant, resource_type, external_id, display, data, version, created, last_modified) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind::<Text, _>(&row.id)
-    .bind::<Text, _>(&row.tenant)
-    .bind::<Text, _>(&row.resource_type)
-    .bind::<Nullable<Text>, _>(row.external_id.as_deref())
-    .bind::<Nullable<Text>, _>(row.display.as_deref())
-    .bind::<Text, _>(&row.data)
-    .bind::<BigInt, _>(row.version)
-    .bind::<Text, _>(&row.created)
-    .bind::<Text, _>(&row.last_modified)
-    .execute(c)?);
+        row,
+    )?;
     Ok(())
 }
 
 /// Overwrites a resource; `NotFound` when it is gone.
 pub fn update_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<(), StoreError> {
-    // Fixed text, so it stays prepared (diesel never caches an UPDATE).
-    let n = on_backend!(conn, c => prepared(
+    let n = with_row(
+        conn,
         "UPDATE resources SET tenant = $2, resource_type = $3, external_id = $4, \
          display = $5, data = $6, version = $7, created = $8, last_modified = $9 \
          WHERE id = $1",
-    )
-    .bind::<Text, _>(&row.id)
-    .bind::<Text, _>(&row.tenant)
-    .bind::<Text, _>(&row.resource_type)
-    .bind::<Nullable<Text>, _>(row.external_id.as_deref())
-    .bind::<Nullable<Text>, _>(row.display.as_deref())
-    .bind::<Text, _>(&row.data)
-    .bind::<BigInt, _>(row.version)
-    .bind::<Text, _>(&row.created)
-    .bind::<Text, _>(&row.last_modified)
-    .execute(c)?);
+        row,
+    )?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
     Ok(())
+}
+
+/// Runs `sql` with a row's columns as `$1` (id) … `$9` (last_modified):
+/// fixed text, so it stays prepared (diesel never caches an UPDATE, nor an
+/// insert of a row with optional columns). The number of rows it changed.
+fn with_row(
+    conn: &mut AnyConnection,
+    sql: &'static str,
+    row: &ResourceRow,
+) -> Result<usize, StoreError> {
+    Ok(on_backend!(conn, c => prepared(sql)
+        .bind::<Text, _>(&row.id)
+        .bind::<Text, _>(&row.tenant)
+        .bind::<Text, _>(&row.resource_type)
+        .bind::<Nullable<Text>, _>(row.external_id.as_deref())
+        .bind::<Nullable<Text>, _>(row.display.as_deref())
+        .bind::<Text, _>(&row.data)
+        .bind::<BigInt, _>(row.version)
+        .bind::<Text, _>(&row.created)
+        .bind::<Text, _>(&row.last_modified)
+        .execute(c)?))
 }
 
 /// Bumps version and lastModified of the given resources (e.g. groups whose
