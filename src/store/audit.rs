@@ -216,13 +216,12 @@ pub fn insert_audit(conn: &mut AnyConnection, event: &AuditEvent) -> Result<(), 
 /// excludes every other writer, so the row's `seq`, place and hash are all
 /// known before it is written, and it is written once, complete.
 fn append(conn: &mut AnyConnection, e: &AuditEvent) -> Result<(), StoreError> {
-    let AnyConnection::Sqlite(c) = conn else {
+    if !matches!(conn, AnyConnection::Sqlite(_)) {
         return Err(StoreError::Internal(
             "the in-process audit chain is SQLite's".into(),
         ));
-    };
-    let next = prepared(NEXT)
-        .load::<Next>(c)?
+    }
+    let next = on_backend!(conn, c => prepared(NEXT).load::<Next>(c)?)
         .into_iter()
         .next()
         .ok_or_else(head_missing)?;

@@ -11,9 +11,8 @@
 //! processes never claim the same job. A job whose lease ran out (its worker
 //! died) can be claimed again.
 //!
-//! The SQL uses `$n` placeholders on both backends: SQLite treats `$1` as a
-//! named parameter numbered by first appearance, so in every statement here
-//! the placeholders first appear in ascending order.
+//! The hand-written statements go through [`super::prepared`]: `$n` is
+//! the n-th value bound, on both backends, and may appear more than once.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -82,7 +81,8 @@ pub mod priority {
     pub const LEAVER: i64 = 10;
 }
 
-/// Runs the same generic diesel code on whichever backend `conn` is.
+/// The job upsert: `$1` app, `$2` resource, `$3` tenant, `$4` due time,
+/// `$5` now, `$6` priority.
 const ENQUEUE: &str = "\
 INSERT INTO sync_jobs (app, resource_id, tenant, state, generation, attempts, next_attempt_at, created_at, updated_at, priority) \
 VALUES ($1, $2, $3, 'pending', 1, 0, $4, $5, $5, $6) \
@@ -130,8 +130,6 @@ pub fn enqueue_with(
     let mut n = 0;
     for app in apps {
         for id in ids {
-            // Bound in the order the placeholders first appear: SQLite
-            // numbers `$n` by first appearance, not by `n`.
             n += on_backend!(conn, c => prepared(ENQUEUE)
                 .bind::<Text, _>(app)
                 .bind::<Text, _>(id)

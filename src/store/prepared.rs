@@ -81,7 +81,7 @@ impl<DB: Backend> QueryFragment<DB> for Prepared<'_, DB> {
             pass.push_sql(&rest[..at]);
             let digits = rest[at + 1..]
                 .find(|c: char| !c.is_ascii_digit())
-                .map_or(rest.len() - at - 1, |n| n);
+                .unwrap_or(rest.len() - at - 1);
             let n: usize = rest[at + 1..at + 1 + digits]
                 .parse()
                 .map_err(|_| unbound(self.sql))?;
