@@ -52,12 +52,12 @@ pub fn find_account(
     app: &str,
     resource_id: &str,
 ) -> Result<Option<AccountRow>, StoreError> {
-    Ok(app_accounts::table
+    Ok(on_backend!(conn, c => app_accounts::table
         .filter(app_accounts::app.eq(app))
         .filter(app_accounts::resource_id.eq(resource_id))
         .select(AccountRow::as_select())
-        .first(conn)
-        .optional()?)
+        .first(c)
+        .optional()?))
 }
 
 /// The applied accounts of many identities in an app (a claimed batch of

@@ -46,12 +46,12 @@ pub fn find_grants(
     app: &str,
     resource_id: &str,
 ) -> Result<Vec<GrantRow>, StoreError> {
-    Ok(access_grants::table
+    Ok(on_backend!(conn, c => access_grants::table
         .filter(access_grants::app.eq(app))
         .filter(access_grants::resource_id.eq(resource_id))
         .select(GrantRow::as_select())
         .order((access_grants::entitlement, access_grants::rule))
-        .load(conn)?)
+        .load(c)?))
 }
 
 /// Grants of many identities in an app (a claimed batch of delivery jobs),
@@ -170,7 +170,7 @@ pub fn set_timer(
         .filter(lifecycle_timers::resource_id.eq(resource_id));
     match due_at {
         None => {
-            diesel::delete(target).execute(conn)?;
+            on_backend!(conn, c => diesel::delete(target).execute(c)?);
         }
         Some(due) => {
             let n = diesel::update(target)

@@ -38,15 +38,19 @@ pub fn replace_index(
     resource_id: &str,
     entries: &[IndexEntry],
 ) -> Result<(), StoreError> {
-    let mut old: Vec<(String, String)> = attr_index::table
+    // Each statement runs on the backend's own connection, where diesel
+    // keys its cache by the query's type and builds no SQL text.
+    let mut old: Vec<(String, String)> = on_backend!(conn, c => attr_index::table
         .filter(attr_index::resource_id.eq(resource_id))
         .select((attr_index::attr, attr_index::value))
-        .load(conn)?;
+        .load(c)?);
     if same_entries(&mut old, entries) {
         return Ok(()); // a change to attributes that are not indexed
     }
-    diesel::delete(attr_index::table.filter(attr_index::resource_id.eq(resource_id)))
-        .execute(conn)?;
+    on_backend!(conn, c => diesel::delete(
+        attr_index::table.filter(attr_index::resource_id.eq(resource_id))
+    )
+    .execute(c)?);
     // One prepared single-row insert per entry: a multi-row insert has a
     // different text for every row count, and is prepared anew each time.
     for e in entries {
@@ -89,15 +93,17 @@ pub fn replace_unique_keys(
     resource_id: &str,
     keys: &[IndexEntry],
 ) -> Result<(), StoreError> {
-    let mut old: Vec<(String, String)> = unique_keys::table
+    let mut old: Vec<(String, String)> = on_backend!(conn, c => unique_keys::table
         .filter(unique_keys::resource_id.eq(resource_id))
         .select((unique_keys::attr, unique_keys::value))
-        .load(conn)?;
+        .load(c)?);
     if same_entries(&mut old, keys) {
         return Ok(());
     }
-    diesel::delete(unique_keys::table.filter(unique_keys::resource_id.eq(resource_id)))
-        .execute(conn)?;
+    on_backend!(conn, c => diesel::delete(
+        unique_keys::table.filter(unique_keys::resource_id.eq(resource_id))
+    )
+    .execute(c)?);
     for key in keys {
         if find_by_unique_key(conn, tenant, resource_type, key)?.is_some() {
             return Err(StoreError::Conflict(format!(
@@ -105,15 +111,14 @@ pub fn replace_unique_keys(
                 key.attr
             )));
         }
-        diesel::insert_into(unique_keys::table)
-            .values(NewUniqueRow {
-                tenant,
-                resource_type,
-                attr: &key.attr,
-                value: &key.value,
-                resource_id,
-            })
-            .execute(conn)
+        let row = NewUniqueRow {
+            tenant,
+            resource_type,
+            attr: &key.attr,
+            value: &key.value,
+            resource_id,
+        };
+        on_backend!(conn, c => diesel::insert_into(unique_keys::table).values(&row).execute(c))
             .map_err(|e| match StoreError::from(e) {
                 StoreError::Conflict(_) => StoreError::Conflict(format!(
                     "Another {resource_type} already has this {}.",
@@ -132,14 +137,14 @@ pub fn find_by_unique_key(
     resource_type: &str,
     key: &IndexEntry,
 ) -> Result<Option<String>, StoreError> {
-    Ok(unique_keys::table
+    Ok(on_backend!(conn, c => unique_keys::table
         .filter(unique_keys::tenant.eq(tenant))
         .filter(unique_keys::resource_type.eq(resource_type))
         .filter(unique_keys::attr.eq(&key.attr))
         .filter(unique_keys::value.eq(&key.value))
         .select(unique_keys::resource_id)
-        .first(conn)
-        .optional()?)
+        .first(c)
+        .optional()?))
 }
 
 #[diesel::dsl::auto_type]

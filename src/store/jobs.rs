@@ -226,14 +226,14 @@ pub fn complete(
     now: &str,
 ) -> Result<(), StoreError> {
     let claimed = job.claimed_generation.unwrap_or(job.generation);
-    let deleted = diesel::delete(
+    let deleted = on_backend!(conn, c => diesel::delete(
         sync_jobs::table
             .filter(sync_jobs::app.eq(&job.app))
             .filter(sync_jobs::resource_id.eq(&job.resource_id))
             .filter(sync_jobs::claimed_by.eq(worker))
             .filter(sync_jobs::generation.eq(claimed)),
     )
-    .execute(conn)?;
+    .execute(c)?);
     if deleted == 0 {
         diesel::update(
             sync_jobs::table

@@ -140,10 +140,10 @@ pub fn find_member_ids(
 
 /// Number of members of a group.
 pub fn count_members(conn: &mut AnyConnection, group_id: &str) -> Result<i64, StoreError> {
-    Ok(group_members::table
+    Ok(on_backend!(conn, c => group_members::table
         .filter(group_members::group_id.eq(group_id))
         .count()
-        .get_result(conn)?)
+        .get_result(c)?))
 }
 
 /// The groups each of `member_ids` belongs to directly.
@@ -167,7 +167,10 @@ pub fn find_groups_of(
         // One member (every GET of a user) as `=`: diesel caches that
         // statement, while an `IN (…)` list is prepared afresh each time.
         let rows: Vec<(String, String, Option<String>)> = match chunk {
-            [one] => query.filter(group_members::member_id.eq(one)).load(conn)?,
+            // On the backend's connection, keyed by type: no SQL text built.
+            [one] => {
+                on_backend!(conn, c => query.filter(group_members::member_id.eq(one)).load(c)?)
+            }
             _ => query
                 .filter(group_members::member_id.eq_any(chunk))
                 .load(conn)?,

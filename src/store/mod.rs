@@ -18,7 +18,12 @@ macro_rules! batch_insert {
 }
 
 /// Runs `$body` with `$c` bound to the backend's own connection: what a
-/// statement that is not diesel's DSL (see `prepared`) needs.
+/// statement that is not diesel's DSL (see `prepared`) needs, and what
+/// keeps a hot DSL query cheap. Through `AnyConnection` diesel builds the
+/// SQL text of every query on every call to look up its prepared
+/// statement; on the backend's connection a query of fixed shape is
+/// looked up by its type, and no text is built (a GET by id served 15 %
+/// more requests per second with its two reads moved here).
 macro_rules! on_backend {
     ($conn:expr, $c:ident => $body:expr) => {
         match $conn {

@@ -43,13 +43,16 @@ pub fn find_resource(
     if id.contains('\0') {
         return Err(StoreError::NotFound); // no id has one; PostgreSQL would refuse the text
     }
-    resources::table
+    // On the backend's own connection: diesel then keys its statement
+    // cache by the query's type and skips building the SQL text, which
+    // through `AnyConnection` it does on every call.
+    on_backend!(conn, c => resources::table
         .filter(resources::id.eq(id))
         .filter(resources::tenant.eq(tenant))
         .filter(resources::resource_type.eq(resource_type))
         .select(ResourceRow::as_select())
-        .first(conn)
-        .map_err(StoreError::from)
+        .first(c))
+    .map_err(StoreError::from)
 }
 
 /// Reads one resource of a tenant whatever its type; `None` when it is gone.
