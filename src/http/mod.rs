@@ -52,7 +52,14 @@ pub fn base_url(req: &HttpRequest, settings: &HttpSettings) -> String {
 pub fn scim_json(body: Value) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(SCIM_JSON)
-        .body(body.to_string())
+        .body(json_bytes(&body))
+}
+
+/// A JSON value's bytes. Written straight into the buffer, which is
+/// cheaper than `to_string` (that goes through `fmt::Display`).
+pub fn json_bytes(v: &(impl serde::Serialize + ?Sized)) -> Vec<u8> {
+    // A JSON value (string keys only) always serialises.
+    serde_json::to_vec(v).unwrap_or_default()
 }
 
 async fn not_found() -> Result<HttpResponse, ScimError> {

@@ -9,7 +9,7 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::body::read_json;
-use super::{HttpSettings, base_url};
+use super::{HttpSettings, base_url, json_bytes};
 use crate::error::{SCIM_JSON, ScimError};
 use crate::scim::list::{LIST_RESPONSE_URN, ListParams};
 use crate::scim::project::Projection;
@@ -97,7 +97,7 @@ fn respond(
     {
         res.insert_header((header::LOCATION, loc));
     }
-    res.body(Value::Object(doc).to_string())
+    res.body(json_bytes(&doc))
 }
 
 /// `GET /Users`, `GET /Groups`.
@@ -166,7 +166,7 @@ async fn list_page(
     let body = list_response(page.total, page.start_index, resources, page.cursors);
     Ok(HttpResponse::Ok()
         .content_type(SCIM_JSON)
-        .body(body.to_string()))
+        .body(json_bytes(&body)))
 }
 
 /// `POST /Users`, `POST /Groups`.
@@ -363,7 +363,7 @@ pub async fn search_all(
     let body = list_response(total, params.start_index, resources, None);
     Ok(HttpResponse::Ok()
         .content_type(SCIM_JSON)
-        .body(body.to_string()))
+        .body(json_bytes(&body)))
 }
 
 /// A ListResponse; in cursor mode (RFC 9865) with `nextCursor` /

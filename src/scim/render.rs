@@ -1,7 +1,7 @@
 //! Turning a stored row into the SCIM representation: the document plus
 //! `id`, `meta`, group `members` and a user's computed `groups`.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::schema::ResourceType;
 use crate::store::{GroupRef, MemberRow, ResourceRow};
@@ -30,37 +30,42 @@ pub fn etag(version: i64) -> String {
 }
 
 /// Renders a stored resource; `base` is the SCIM base URL (…/scim/v2).
+///
+/// The stored document is in canonical order (`schemas`, the core
+/// attributes, then extensions), so the computed attributes are inserted
+/// into the parsed map where they belong instead of copying it into a new
+/// one: `id` second, `members` and `groups` after the core attributes,
+/// `meta` last.
 pub fn render(rt: &ResourceType, stored: &Stored, base: &str) -> Map<String, Value> {
     let row = &stored.row;
-    let data: Map<String, Value> = serde_json::from_str(&row.data).unwrap_or_default();
-    let mut out = Map::with_capacity(data.len() + 4);
-    let mut rest = data.into_iter();
-    // `schemas` first, then `id`, then the document in stored (canonical) order.
-    if let Some((k, v)) = rest.next() {
-        out.insert(k, v);
-    }
-    out.insert("id".into(), Value::String(row.id.clone()));
-    let ext_start: Vec<(String, Value)> = rest.collect();
-    let (core, exts): (Vec<_>, Vec<_>) = ext_start
-        .into_iter()
-        .partition(|(k, _)| !k.starts_with("urn:"));
-    out.extend(core);
+    let mut out: Map<String, Value> = serde_json::from_str(&row.data).unwrap_or_default();
+    let mut at = out.len().min(1);
+    out.shift_insert(at, "id".into(), Value::String(row.id.clone()));
+    // Where the extensions start (the end when there are none).
+    at = out
+        .keys()
+        .skip(at + 1)
+        .position(|k| k.starts_with("urn:"))
+        .map_or(out.len(), |p| p + at + 1);
     if let Some(members) = &stored.members {
         let list: Vec<Value> = members
             .iter()
             .map(|m| {
-                let endpoint = if m.member_type == "Group" { "Groups" } else { "Users" };
-                let mut v = json!({"value": m.member_id, "$ref": format!("{base}/{endpoint}/{}", m.member_id)});
-                if let (Some(d), Some(o)) = (&m.display, v.as_object_mut()) {
-                    o.insert("display".into(), Value::String(d.clone()));
-                }
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("type".into(), Value::String(m.member_type.clone()));
-                }
-                v
+                let endpoint = if m.member_type == "Group" {
+                    "Groups"
+                } else {
+                    "Users"
+                };
+                reference(
+                    &m.member_id,
+                    format!("{base}/{endpoint}/{}", m.member_id),
+                    m.display.as_deref(),
+                    &m.member_type,
+                )
             })
             .collect();
-        out.insert("members".into(), Value::Array(list));
+        out.shift_insert(at, "members".into(), Value::Array(list));
+        at += 1;
     }
     if let Some(groups) = &stored.groups
         && !groups.is_empty()
@@ -68,29 +73,40 @@ pub fn render(rt: &ResourceType, stored: &Stored, base: &str) -> Map<String, Val
         let list: Vec<Value> = groups
             .iter()
             .map(|g| {
-                let mut v =
-                    json!({"value": g.group_id, "$ref": format!("{base}/Groups/{}", g.group_id)});
-                if let (Some(d), Some(o)) = (&g.display, v.as_object_mut()) {
-                    o.insert("display".into(), Value::String(d.clone()));
-                }
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("type".into(), Value::String("direct".into()));
-                }
-                v
+                reference(
+                    &g.group_id,
+                    format!("{base}/Groups/{}", g.group_id),
+                    g.display.as_deref(),
+                    "direct",
+                )
             })
             .collect();
-        out.insert("groups".into(), Value::Array(list));
+        out.shift_insert(at, "groups".into(), Value::Array(list));
     }
-    out.extend(exts);
-    out.insert(
-        "meta".into(),
-        json!({
-            "resourceType": rt.name,
-            "created": row.created,
-            "lastModified": row.last_modified,
-            "location": format!("{base}{}/{}", rt.endpoint, row.id),
-            "version": etag(row.version),
-        }),
+    let mut meta = Map::with_capacity(5);
+    meta.insert("resourceType".into(), Value::String(rt.name.to_string()));
+    meta.insert("created".into(), Value::String(row.created.clone()));
+    meta.insert(
+        "lastModified".into(),
+        Value::String(row.last_modified.clone()),
     );
+    meta.insert(
+        "location".into(),
+        Value::String(format!("{base}{}/{}", rt.endpoint, row.id)),
+    );
+    meta.insert("version".into(), Value::String(etag(row.version)));
+    out.insert("meta".into(), Value::Object(meta));
     out
+}
+
+/// A member or group reference: `value`, `$ref`, `display` when known, `type`.
+fn reference(id: &str, href: String, display: Option<&str>, kind: &str) -> Value {
+    let mut v = Map::with_capacity(4);
+    v.insert("value".into(), Value::String(id.to_string()));
+    v.insert("$ref".into(), Value::String(href));
+    if let Some(d) = display {
+        v.insert("display".into(), Value::String(d.to_string()));
+    }
+    v.insert("type".into(), Value::String(kind.to_string()));
+    Value::Object(v)
 }
