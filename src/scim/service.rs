@@ -311,8 +311,7 @@ impl Service {
         // A group's members can be many: only then is this not a point read.
         let point = !(kind == Kind::Group && load.members);
         let read = move |conn: &mut AnyConnection| {
-            let row = store::find_resource(conn, &tenant, kind.name(), &id)?;
-            let mut stored = load_side(conn, kind, row, load)?;
+            let mut stored = read_one(conn, &tenant, kind, &id, load)?;
             if let Some(p) = &policy {
                 let doc = render(rt_of(&reg, kind), &stored, "");
                 if !p.in_scope(&reg, kind, &doc) {
@@ -712,23 +711,26 @@ fn page_unique(
     params: &ListParams,
     load: Load,
 ) -> Result<Page, StoreError> {
-    let row = match store::find_by_unique_key(conn, tenant, kind.name(), key)? {
-        Some(id) => match store::find_resource(conn, tenant, kind.name(), &id) {
-            Ok(row) => Some(row),
-            Err(StoreError::NotFound) => None,
-            Err(e) => return Err(e),
-        },
+    let skip = params.start_index - 1;
+    let wanted = skip == 0 && params.count > 0;
+    // `None`: no match; `Some(None)`: a match this page leaves out.
+    let found = match store::find_by_unique_key(conn, tenant, kind.name(), key)? {
+        Some(id) => {
+            let read = if wanted {
+                read_one(conn, tenant, kind, &id, load).map(Some)
+            } else {
+                store::find_resource(conn, tenant, kind.name(), &id).map(|_| None)
+            };
+            match read {
+                Ok(stored) => Some(stored),
+                Err(StoreError::NotFound) => None,
+                Err(e) => return Err(e),
+            }
+        }
         None => None,
     };
-    let total = usize::from(row.is_some());
-    let skip = params.start_index - 1;
-    let mut resources = Vec::new();
-    if let Some(row) = row
-        && skip == 0
-        && params.count > 0
-    {
-        resources.push(load_side(conn, kind, row, load)?);
-    }
+    let total = usize::from(found.is_some());
+    let resources: Vec<Stored> = found.flatten().into_iter().collect();
     Ok(Page {
         total,
         start_index: skip.min(total) + 1,
@@ -874,6 +876,27 @@ fn restrict_members(
     }
     members.retain(|m| keep.contains(&m.member_id));
     Ok(())
+}
+
+/// Reads one resource with the side data `load` asks for. A user with its
+/// groups is one statement (every GET of a user asks for them).
+fn read_one(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    kind: Kind,
+    id: &str,
+    load: Load,
+) -> Result<Stored, StoreError> {
+    if kind == Kind::User && load.groups {
+        let (row, groups) = store::find_resource_with_groups(conn, tenant, kind.name(), id)?;
+        return Ok(Stored {
+            row,
+            members: None,
+            groups: Some(groups),
+        });
+    }
+    let row = store::find_resource(conn, tenant, kind.name(), id)?;
+    load_side(conn, kind, row, load)
 }
 
 /// Loads members / groups as asked.

@@ -72,8 +72,8 @@ pub use members::{
 };
 pub use resources::{
     ResourceRow, delete_resource, find_displays, find_kinds, find_resource, find_resource_any,
-    find_resources_by_ids, find_resources_keyset, find_resources_page, insert_resource,
-    lock_resource, touch_resources, update_resource,
+    find_resource_with_groups, find_resources_by_ids, find_resources_keyset, find_resources_page,
+    insert_resource, lock_resource, touch_resources, update_resource,
 };
 
 use crate::config::DatabaseSettings;
