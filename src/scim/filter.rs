@@ -13,6 +13,8 @@ use super::path::{Target, container, resolve};
 use super::schema::{AttrDef, AttrType, ResourceType};
 use crate::error::ScimError;
 
+mod simple;
+
 /// How long and how deeply nested a filter may be: a client's filter is
 /// parsed and evaluated per request, so both are bounded before parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,9 @@ pub fn parse_limited(text: &str, limits: FilterLimits) -> Result<Filter, ScimErr
         return Err(ScimError::invalid_filter(
             "The filter contains a NUL character.",
         ));
+    }
+    if let Some(filter) = simple::parse(text.trim()) {
+        return Ok(filter);
     }
     let spaced = space_after_not(text.trim());
     let text = spaced.as_str();
