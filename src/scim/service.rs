@@ -701,8 +701,9 @@ fn page_unfiltered(
 }
 
 /// The page of a filter that names one unique key (see
-/// [`index::unique_lookup`]): at most one match, found by two primary-key
-/// probes, paged like [`search::list`] pages its exact filters.
+/// [`index::unique_lookup`]): at most one match, found by primary-key
+/// probes (for a user with its groups, all in one statement), paged like
+/// [`search::list`] pages its exact filters.
 fn page_unique(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -712,25 +713,29 @@ fn page_unique(
     load: Load,
 ) -> Result<Page, StoreError> {
     let skip = params.start_index - 1;
-    let wanted = skip == 0 && params.count > 0;
-    // `None`: no match; `Some(None)`: a match this page leaves out.
-    let found = match store::find_by_unique_key(conn, tenant, kind.name(), key)? {
-        Some(id) => {
-            let read = if wanted {
-                read_one(conn, tenant, kind, &id, load).map(Some)
-            } else {
-                store::find_resource(conn, tenant, kind.name(), &id).map(|_| None)
-            };
-            match read {
+    let found = if kind == Kind::User && load.groups {
+        store::find_by_unique_key_with_groups(conn, tenant, kind.name(), key)?.map(
+            |(row, groups)| Stored {
+                row,
+                members: None,
+                groups: Some(groups),
+            },
+        )
+    } else {
+        match store::find_by_unique_key(conn, tenant, kind.name(), key)? {
+            Some(id) => match read_one(conn, tenant, kind, &id, load) {
                 Ok(stored) => Some(stored),
                 Err(StoreError::NotFound) => None,
                 Err(e) => return Err(e),
-            }
+            },
+            None => None,
         }
-        None => None,
     };
     let total = usize::from(found.is_some());
-    let resources: Vec<Stored> = found.flatten().into_iter().collect();
+    let resources: Vec<Stored> = found
+        .filter(|_| skip == 0 && params.count > 0)
+        .into_iter()
+        .collect();
     Ok(Page {
         total,
         start_index: skip.min(total) + 1,

@@ -71,9 +71,10 @@ pub use members::{
     find_group_ids_with_member, find_groups_of, find_member_ids, find_members,
 };
 pub use resources::{
-    ResourceRow, delete_resource, find_displays, find_kinds, find_resource, find_resource_any,
-    find_resource_with_groups, find_resources_by_ids, find_resources_keyset, find_resources_page,
-    insert_resource, lock_resource, touch_resources, update_resource,
+    ResourceRow, delete_resource, find_by_unique_key_with_groups, find_displays, find_kinds,
+    find_resource, find_resource_any, find_resource_with_groups, find_resources_by_ids,
+    find_resources_keyset, find_resources_page, insert_resource, lock_resource, touch_resources,
+    update_resource,
 };
 
 use crate::config::DatabaseSettings;

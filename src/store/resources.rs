@@ -6,6 +6,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 
 use super::StoreError;
 use super::connection::AnyConnection;
+use super::index::IndexEntry;
 use super::members::GroupRef;
 use super::prepared::prepared;
 use super::schema::resources;
@@ -56,42 +57,39 @@ pub fn find_resource(
     .map_err(StoreError::from)
 }
 
-/// Reads one resource of a tenant with the groups it is a direct member
-/// of (ordered by group id, as [`super::find_groups_of`] orders them): one
-/// statement, so a GET of a user is one read of the database, not two.
-pub fn find_resource_with_groups(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    resource_type: &str,
-    id: &str,
-) -> Result<(ResourceRow, Vec<GroupRef>), StoreError> {
-    /// One result row: the resource, and one of its groups if it has any.
-    #[derive(QueryableByName)]
-    struct WithGroup {
-        #[diesel(embed)]
-        resource: ResourceRow,
-        #[diesel(sql_type = Nullable<Text>)]
-        group_id: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        group_display: Option<String>,
-    }
-    if id.contains('\0') {
-        return Err(StoreError::NotFound);
-    }
-    let rows: Vec<WithGroup> = on_backend!(conn, c => prepared(
-        "SELECT r.id, r.tenant, r.resource_type, r.external_id, r.display, r.data, \
-         r.version, r.created, r.last_modified, \
-         gm.group_id AS group_id, g.display AS group_display \
-         FROM resources r \
-         LEFT JOIN group_members gm ON gm.member_id = r.id \
-         LEFT JOIN resources g ON g.id = gm.group_id \
-         WHERE r.id = $1 AND r.tenant = $2 AND r.resource_type = $3 \
-         ORDER BY gm.group_id",
-    )
-    .bind::<Text, _>(id)
-    .bind::<Text, _>(tenant)
-    .bind::<Text, _>(resource_type)
-    .load(c)?);
+/// One row of a resource read with its groups: the resource, and one of
+/// the groups it is a direct member of, if it has any.
+#[derive(QueryableByName)]
+struct WithGroup {
+    #[diesel(embed)]
+    resource: ResourceRow,
+    #[diesel(sql_type = Nullable<Text>)]
+    group_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    group_display: Option<String>,
+}
+
+/// The columns of [`WithGroup`] and the joins that bring a resource `r`'s
+/// groups; each statement below adds its own start and condition.
+macro_rules! with_groups_sql {
+    ($from:literal, $where:literal) => {
+        concat!(
+            "SELECT r.id, r.tenant, r.resource_type, r.external_id, r.display, r.data, ",
+            "r.version, r.created, r.last_modified, ",
+            "gm.group_id AS group_id, g.display AS group_display FROM ",
+            $from,
+            " LEFT JOIN group_members gm ON gm.member_id = r.id",
+            " LEFT JOIN resources g ON g.id = gm.group_id WHERE ",
+            $where
+        )
+    };
+}
+
+/// Folds the rows of one resource into it and its groups, ordered by group
+/// id as [`super::find_groups_of`] orders them (byte order, which is what
+/// both backends' text order gives for UUIDs). Sorted here: an ORDER BY
+/// made SQLite run its sorter on every read.
+fn fold_groups(rows: Vec<WithGroup>) -> Option<(ResourceRow, Vec<GroupRef>)> {
     let mut groups = Vec::with_capacity(rows.len());
     let mut found = None;
     for r in rows {
@@ -104,7 +102,53 @@ pub fn find_resource_with_groups(
         }
         found.get_or_insert(r.resource);
     }
-    found.map(|row| (row, groups)).ok_or(StoreError::NotFound)
+    groups.sort_unstable_by(|a, b| a.group_id.cmp(&b.group_id));
+    found.map(|row| (row, groups))
+}
+
+/// Reads one resource of a tenant with the groups it is a direct member
+/// of: one statement, so a GET of a user is one read of the database, not
+/// two.
+pub fn find_resource_with_groups(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    id: &str,
+) -> Result<(ResourceRow, Vec<GroupRef>), StoreError> {
+    if id.contains('\0') {
+        return Err(StoreError::NotFound);
+    }
+    let rows = on_backend!(conn, c => prepared(with_groups_sql!(
+        "resources r",
+        "r.id = $1 AND r.tenant = $2 AND r.resource_type = $3"
+    ))
+    .bind::<Text, _>(id)
+    .bind::<Text, _>(tenant)
+    .bind::<Text, _>(resource_type)
+    .load(c)?);
+    fold_groups(rows).ok_or(StoreError::NotFound)
+}
+
+/// The resource holding a unique key, with its groups (as
+/// [`find_resource_with_groups`]); `None` when no resource holds it. One
+/// statement where the key probe and the read were two.
+pub fn find_by_unique_key_with_groups(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    key: &IndexEntry,
+) -> Result<Option<(ResourceRow, Vec<GroupRef>)>, StoreError> {
+    let rows = on_backend!(conn, c => prepared(with_groups_sql!(
+        "unique_keys u JOIN resources r ON r.id = u.resource_id",
+        "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4 \
+         AND r.tenant = $1 AND r.resource_type = $2"
+    ))
+    .bind::<Text, _>(tenant)
+    .bind::<Text, _>(resource_type)
+    .bind::<Text, _>(&key.attr)
+    .bind::<Text, _>(&key.value)
+    .load(c)?);
+    Ok(fold_groups(rows))
 }
 
 /// Reads one resource of a tenant whatever its type; `None` when it is gone.
