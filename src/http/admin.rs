@@ -41,7 +41,7 @@ use crate::store::{self, AuditEvent};
 fn json_ok(v: Value) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(v.to_string())
+        .body(super::json_bytes(&v))
 }
 
 /// The app, if the caller may see it: an app of another tenant is as

@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::body::{BodyLimits, read_json};
-use super::{HttpSettings, base_url};
+use super::{HttpSettings, base_url, json_bytes};
 use crate::error::{SCIM_JSON, ScimError};
 use crate::scim::bulk;
 use crate::scim::service::{Actor, Service};
@@ -30,5 +30,5 @@ pub async fn post_bulk(
     let response = bulk::run(&svc, &actor, &body, &base_url(&req, &settings)).await?;
     Ok(HttpResponse::Ok()
         .content_type(SCIM_JSON)
-        .body(response.to_string()))
+        .body(json_bytes(&response)))
 }

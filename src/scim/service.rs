@@ -30,7 +30,9 @@ use crate::delivery::Fanout;
 use crate::error::ScimError;
 use crate::format::now;
 use crate::lifecycle::AppPolicy;
-use crate::store::{self, AnyConnection, AuditEvent, Db, IndexEntry, ResourceRow, StoreError};
+use crate::store::{
+    self, AnyConnection, AuditEvent, Db, GroupRef, IndexEntry, ResourceRow, StoreError,
+};
 
 /// Which resource type a request addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -713,29 +715,34 @@ fn page_unique(
     load: Load,
 ) -> Result<Page, StoreError> {
     let skip = params.start_index - 1;
+    let wanted = skip == 0 && params.count > 0;
     let found = if kind == Kind::User && load.groups {
-        store::find_by_unique_key_with_groups(conn, tenant, kind.name(), key)?.map(
-            |(row, groups)| Stored {
-                row,
-                members: None,
-                groups: Some(groups),
-            },
-        )
+        store::find_by_unique_key_with_groups(conn, tenant, kind.name(), key)?.map(with_groups)
     } else {
         match store::find_by_unique_key(conn, tenant, kind.name(), key)? {
-            Some(id) => match read_one(conn, tenant, kind, &id, load) {
-                Ok(stored) => Some(stored),
-                Err(StoreError::NotFound) => None,
-                Err(e) => return Err(e),
-            },
+            Some(id) => {
+                // A page that leaves the match out needs only to know it
+                // exists: no members loaded to be thrown away.
+                let read = if wanted {
+                    read_one(conn, tenant, kind, &id, load)
+                } else {
+                    store::find_resource(conn, tenant, kind.name(), &id).map(|row| Stored {
+                        row,
+                        members: None,
+                        groups: None,
+                    })
+                };
+                match read {
+                    Ok(stored) => Some(stored),
+                    Err(StoreError::NotFound) => None,
+                    Err(e) => return Err(e),
+                }
+            }
             None => None,
         }
     };
     let total = usize::from(found.is_some());
-    let resources: Vec<Stored> = found
-        .filter(|_| skip == 0 && params.count > 0)
-        .into_iter()
-        .collect();
+    let resources: Vec<Stored> = found.filter(|_| wanted).into_iter().collect();
     Ok(Page {
         total,
         start_index: skip.min(total) + 1,
@@ -883,6 +890,15 @@ fn restrict_members(
     Ok(())
 }
 
+/// A user read with its groups (no members: a user has none).
+fn with_groups((row, groups): (ResourceRow, Vec<GroupRef>)) -> Stored {
+    Stored {
+        row,
+        members: None,
+        groups: Some(groups),
+    }
+}
+
 /// Reads one resource with the side data `load` asks for. A user with its
 /// groups is one statement (every GET of a user asks for them).
 fn read_one(
@@ -893,12 +909,7 @@ fn read_one(
     load: Load,
 ) -> Result<Stored, StoreError> {
     if kind == Kind::User && load.groups {
-        let (row, groups) = store::find_resource_with_groups(conn, tenant, kind.name(), id)?;
-        return Ok(Stored {
-            row,
-            members: None,
-            groups: Some(groups),
-        });
+        return store::find_resource_with_groups(conn, tenant, kind.name(), id).map(with_groups);
     }
     let row = store::find_resource(conn, tenant, kind.name(), id)?;
     load_side(conn, kind, row, load)

@@ -137,6 +137,9 @@ pub fn find_by_unique_key(
     resource_type: &str,
     key: &IndexEntry,
 ) -> Result<Option<String>, StoreError> {
+    if key.value.contains('\0') {
+        return Ok(None); // no key has one; PostgreSQL would refuse the text
+    }
     Ok(on_backend!(conn, c => unique_keys::table
         .filter(unique_keys::tenant.eq(tenant))
         .filter(unique_keys::resource_type.eq(resource_type))

@@ -57,8 +57,9 @@ pub fn find_resource(
     .map_err(StoreError::from)
 }
 
-/// One row of a resource read with its groups: the resource, and one of
-/// the groups it is a direct member of, if it has any.
+/// One row of a resource read with its groups: the resource itself (no
+/// group), or one group it is a direct member of (the resource columns
+/// then carry only the id).
 #[derive(QueryableByName)]
 struct WithGroup {
     #[diesel(embed)]
@@ -69,17 +70,25 @@ struct WithGroup {
     group_display: Option<String>,
 }
 
-/// The columns of [`WithGroup`] and the joins that bring a resource `r`'s
-/// groups; each statement below adds its own start and condition.
+/// A resource `r` found by `$from … WHERE $where`, then one row per group
+/// it belongs to. The document is sent once, not once per group (a user
+/// of Entra can be in hundreds), and every column is named, since SQLite
+/// leaves the name of an unaliased `r.id` unspecified.
 macro_rules! with_groups_sql {
     ($from:literal, $where:literal) => {
         concat!(
-            "SELECT r.id, r.tenant, r.resource_type, r.external_id, r.display, r.data, ",
-            "r.version, r.created, r.last_modified, ",
-            "gm.group_id AS group_id, g.display AS group_display FROM ",
+            "SELECT r.id AS id, r.tenant AS tenant, r.resource_type AS resource_type, ",
+            "r.external_id AS external_id, r.display AS display, r.data AS data, ",
+            "r.version AS version, r.created AS created, r.last_modified AS last_modified, ",
+            "NULL AS group_id, NULL AS group_display FROM ",
             $from,
-            " LEFT JOIN group_members gm ON gm.member_id = r.id",
-            " LEFT JOIN resources g ON g.id = gm.group_id WHERE ",
+            " WHERE ",
+            $where,
+            " UNION ALL SELECT r.id, r.tenant, r.resource_type, NULL, NULL, '', 0, '', '', ",
+            "gm.group_id, g.display FROM ",
+            $from,
+            " JOIN group_members gm ON gm.member_id = r.id",
+            " JOIN resources g ON g.id = gm.group_id WHERE ",
             $where
         )
     };
@@ -93,14 +102,14 @@ fn fold_groups(rows: Vec<WithGroup>) -> Option<(ResourceRow, Vec<GroupRef>)> {
     let mut groups = Vec::with_capacity(rows.len());
     let mut found = None;
     for r in rows {
-        if let Some(group_id) = r.group_id {
-            groups.push(GroupRef {
-                member_id: r.resource.id.clone(),
+        match r.group_id {
+            Some(group_id) => groups.push(GroupRef {
+                member_id: r.resource.id,
                 group_id,
                 display: r.group_display,
-            });
+            }),
+            None => found = Some(r.resource),
         }
-        found.get_or_insert(r.resource);
     }
     groups.sort_unstable_by(|a, b| a.group_id.cmp(&b.group_id));
     found.map(|row| (row, groups))
@@ -138,6 +147,9 @@ pub fn find_by_unique_key_with_groups(
     resource_type: &str,
     key: &IndexEntry,
 ) -> Result<Option<(ResourceRow, Vec<GroupRef>)>, StoreError> {
+    if key.value.contains('\0') {
+        return Ok(None); // no key has one; PostgreSQL would refuse the text
+    }
     let rows = on_backend!(conn, c => prepared(with_groups_sql!(
         "unique_keys u JOIN resources r ON r.id = u.resource_id",
         "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4 \

@@ -826,6 +826,14 @@ async fn a_user_shows_the_groups_it_belongs_to() {
         .get_ok("/Users?filter=userName%20eq%20%22bjensen%22")
         .await;
     assert_eq!(values_of(&list["Resources"][0]["groups"]), expected);
+    // The user and its groups come back from one read: the document is the
+    // user's own, whatever the number of groups.
+    for doc in [&got, &list["Resources"][0]] {
+        assert_eq!(doc["id"], uid.as_str());
+        assert_eq!(doc["userName"], "bjensen");
+        assert_eq!(doc["active"], true);
+        assert_eq!(doc["meta"]["resourceType"], "User");
+    }
 }
 
 #[tokio::test]
