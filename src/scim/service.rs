@@ -719,25 +719,15 @@ fn page_unique(
     let found = if kind == Kind::User && load.groups {
         store::find_by_unique_key_with_groups(conn, tenant, kind.name(), key)?.map(with_groups)
     } else {
+        // A page that leaves the match out needs only to know it exists:
+        // no members loaded to be thrown away.
+        let side = if wanted { load } else { Load::default() };
         match store::find_by_unique_key(conn, tenant, kind.name(), key)? {
-            Some(id) => {
-                // A page that leaves the match out needs only to know it
-                // exists: no members loaded to be thrown away.
-                let read = if wanted {
-                    read_one(conn, tenant, kind, &id, load)
-                } else {
-                    store::find_resource(conn, tenant, kind.name(), &id).map(|row| Stored {
-                        row,
-                        members: None,
-                        groups: None,
-                    })
-                };
-                match read {
-                    Ok(stored) => Some(stored),
-                    Err(StoreError::NotFound) => None,
-                    Err(e) => return Err(e),
-                }
-            }
+            Some(id) => match read_one(conn, tenant, kind, &id, side) {
+                Ok(stored) => Some(stored),
+                Err(StoreError::NotFound) => None,
+                Err(e) => return Err(e),
+            },
             None => None,
         }
     };

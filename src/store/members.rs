@@ -164,8 +164,10 @@ pub fn find_groups_of(
                 group_members::group_id,
                 resources::display,
             ));
-        // One member (every GET of a user) as `=`: diesel caches that
-        // statement, while an `IN (…)` list is prepared afresh each time.
+        // One member (a user on a list page, a delivery's user) as `=`:
+        // diesel caches that statement, while an `IN (…)` list is prepared
+        // afresh each time. (A GET of a user reads its groups with the user:
+        // `find_resource_with_groups`.)
         let rows: Vec<(String, String, Option<String>)> = match chunk {
             // On the backend's connection, keyed by type: no SQL text built.
             [one] => {
