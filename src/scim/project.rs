@@ -31,6 +31,11 @@ impl Projection {
         }
     }
 
+    /// Whether neither `attributes` nor `excludedAttributes` named anything.
+    pub fn is_default(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
+    }
+
     /// Whether a top-level core attribute will be in the output (so callers
     /// can skip loading group members or a user's groups).
     pub fn wants(&self, rt: &ResourceType, name: &str) -> bool {

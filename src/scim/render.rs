@@ -1,9 +1,14 @@
 //! Turning a stored row into the SCIM representation: the document plus
 //! `id`, `meta`, group `members` and a user's computed `groups`.
 
+use std::borrow::Cow;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::schema::ResourceType;
+use super::project::Projection;
+use super::schema::{AttrDef, ResourceType, Returned};
 use crate::store::{GroupRef, MemberRow, ResourceRow};
 
 /// A resource read from the store with whatever side data was loaded.
@@ -47,42 +52,209 @@ pub fn render(rt: &ResourceType, stored: &Stored, base: &str) -> Map<String, Val
         .skip(at + 1)
         .position(|k| k.starts_with("urn:"))
         .map_or(out.len(), |p| p + at + 1);
-    if let Some(members) = &stored.members {
-        let list: Vec<Value> = members
-            .iter()
-            .map(|m| {
-                let endpoint = if m.member_type == "Group" {
-                    "Groups"
-                } else {
-                    "Users"
-                };
-                reference(
-                    &m.member_id,
-                    format!("{base}/{endpoint}/{}", m.member_id),
-                    m.display.as_deref(),
-                    &m.member_type,
-                )
-            })
-            .collect();
-        out.shift_insert(at, "members".into(), Value::Array(list));
+    if let Some(members) = members(stored, base) {
+        out.shift_insert(at, "members".into(), members);
         at += 1;
     }
-    if let Some(groups) = &stored.groups
-        && !groups.is_empty()
-    {
-        let list: Vec<Value> = groups
-            .iter()
-            .map(|g| {
-                reference(
-                    &g.group_id,
-                    format!("{base}/Groups/{}", g.group_id),
-                    g.display.as_deref(),
-                    "direct",
-                )
-            })
-            .collect();
-        out.shift_insert(at, "groups".into(), Value::Array(list));
+    if let Some(groups) = groups(stored, base) {
+        out.shift_insert(at, "groups".into(), groups);
     }
+    out.insert("meta".into(), meta(rt, row, base));
+    out
+}
+
+/// The response body of a resource under the default projection (no
+/// `attributes` or `excludedAttributes`), written from the stored text:
+/// the same bytes as [`render`] followed by the default
+/// [`Projection`] would give, without building a
+/// `Value` tree for the document and serialising it again.
+///
+/// `None` when the default projection would change the stored document (an
+/// attribute or sub-attribute that is `returned: never` or `request`, a name
+/// the schema does not define, an empty extension) or the document holds a
+/// name the renderer computes: the caller then takes the general path.
+pub fn render_default(rt: &ResourceType, stored: &Stored, base: &str) -> Option<Vec<u8>> {
+    let row = &stored.row;
+    let Entries(stored_entries) = serde_json::from_str(&row.data).ok()?;
+    let mut out: Vec<(Cow<'_, str>, Piece<'_>)> = Vec::with_capacity(stored_entries.len() + 4);
+    for (key, raw) in stored_entries {
+        if !shown_whole_by_default(rt, &key, raw)? {
+            return None;
+        }
+        out.push((key, Piece::Raw(raw)));
+    }
+    let mut at = out.len().min(1);
+    out.insert(
+        at,
+        ("id".into(), Piece::Value(Value::String(row.id.clone()))),
+    );
+    at = out
+        .iter()
+        .skip(at + 1)
+        .position(|(k, _)| k.starts_with("urn:"))
+        .map_or(out.len(), |p| p + at + 1);
+    for (name, list) in [
+        ("members", members(stored, base)),
+        ("groups", groups(stored, base)),
+    ] {
+        if let Some(list) = list {
+            // Computed, so projected as the general path does (a member's
+            // `display` is `returned: request`).
+            let mut one = Map::with_capacity(1);
+            one.insert(name.to_string(), list);
+            Projection::default().apply(rt, &mut one);
+            if let Some(list) = one.swap_remove(name) {
+                out.insert(at, (name.into(), Piece::Value(list)));
+                at += 1;
+            }
+        }
+    }
+    out.push(("meta".into(), Piece::Value(meta(rt, row, base))));
+    let mut buf = Vec::with_capacity(row.data.len() + 256);
+    buf.push(b'{');
+    for (i, (key, piece)) in out.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        serde_json::to_writer(&mut buf, key).ok()?;
+        buf.push(b':');
+        match piece {
+            Piece::Raw(raw) => buf.extend_from_slice(raw.get().as_bytes()),
+            Piece::Value(v) => serde_json::to_writer(&mut buf, v).ok()?,
+        }
+    }
+    buf.push(b'}');
+    Some(buf)
+}
+
+/// Whether the default projection keeps a stored top-level member exactly
+/// as stored; `None` for a member it would drop or that must not be there.
+fn shown_whole_by_default(rt: &ResourceType, key: &str, raw: &RawValue) -> Option<bool> {
+    if key == "schemas" {
+        return Some(true);
+    }
+    if ["id", "meta", "members", "groups"].contains(&key) {
+        return None;
+    }
+    if let Some(ext) = rt.extension(key) {
+        let Entries(inner) = serde_json::from_str(raw.get()).ok()?;
+        if inner.is_empty() {
+            return None;
+        }
+        return Some(
+            inner
+                .iter()
+                .all(|(name, _)| ext.attr(name).is_some_and(whole_by_default)),
+        );
+    }
+    let def = rt
+        .schema
+        .attr(key)
+        .or_else(|| rt.common.iter().find(|a| a.name == key))?;
+    Some(whole_by_default(def))
+}
+
+/// An attribute the default projection shows with every sub-attribute.
+fn whole_by_default(def: &AttrDef) -> bool {
+    let shown = |r: Returned| matches!(r, Returned::Always | Returned::Default);
+    shown(def.returned) && def.sub_attributes.iter().all(|s| shown(s.returned))
+}
+
+/// A member of the response: stored text, or computed.
+enum Piece<'a> {
+    Raw(&'a RawValue),
+    Value(Value),
+}
+
+/// A JSON object's members in document order, values left as text.
+struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(entry) = map.next_entry::<CowStr<'de>, &'de RawValue>()? {
+                    out.push((entry.0.0, entry.1));
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A key borrowed from the input unless it had escapes.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Group `members` as references, when they were loaded.
+fn members(stored: &Stored, base: &str) -> Option<Value> {
+    let members = stored.members.as_ref()?;
+    let list = members
+        .iter()
+        .map(|m| {
+            let endpoint = if m.member_type == "Group" {
+                "Groups"
+            } else {
+                "Users"
+            };
+            reference(
+                &m.member_id,
+                format!("{base}/{endpoint}/{}", m.member_id),
+                m.display.as_deref(),
+                &m.member_type,
+            )
+        })
+        .collect();
+    Some(Value::Array(list))
+}
+
+/// A user's `groups` as references, when loaded and not empty.
+fn groups(stored: &Stored, base: &str) -> Option<Value> {
+    let groups = stored.groups.as_ref().filter(|g| !g.is_empty())?;
+    let list = groups
+        .iter()
+        .map(|g| {
+            reference(
+                &g.group_id,
+                format!("{base}/Groups/{}", g.group_id),
+                g.display.as_deref(),
+                "direct",
+            )
+        })
+        .collect();
+    Some(Value::Array(list))
+}
+
+/// `meta`: resource type, timestamps, location and version.
+fn meta(rt: &ResourceType, row: &ResourceRow, base: &str) -> Value {
     let mut meta = Map::with_capacity(5);
     meta.insert("resourceType".into(), Value::String(rt.name.to_string()));
     meta.insert("created".into(), Value::String(row.created.clone()));
@@ -90,13 +262,14 @@ pub fn render(rt: &ResourceType, stored: &Stored, base: &str) -> Map<String, Val
         "lastModified".into(),
         Value::String(row.last_modified.clone()),
     );
-    meta.insert(
-        "location".into(),
-        Value::String(format!("{base}{}/{}", rt.endpoint, row.id)),
-    );
+    meta.insert("location".into(), Value::String(location(rt, row, base)));
     meta.insert("version".into(), Value::String(etag(row.version)));
-    out.insert("meta".into(), Value::Object(meta));
-    out
+    Value::Object(meta)
+}
+
+/// A resource's URL.
+pub fn location(rt: &ResourceType, row: &ResourceRow, base: &str) -> String {
+    format!("{base}{}/{}", rt.endpoint, row.id)
 }
 
 /// A member or group reference: `value`, `$ref`, `display` when known, `type`.
@@ -109,4 +282,125 @@ fn reference(id: &str, href: String, display: Option<&str>, kind: &str) -> Value
     }
     v.insert("type".into(), Value::String(kind.to_string()));
     Value::Object(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ScimSettings;
+    use crate::scim::schema::{ENTERPRISE_URN, Registry};
+    use serde_json::json;
+
+    fn stored(
+        data: Value,
+        members: Option<Vec<MemberRow>>,
+        groups: Option<Vec<GroupRef>>,
+    ) -> Stored {
+        Stored {
+            row: ResourceRow {
+                id: "0194-a".into(),
+                tenant: "default".into(),
+                resource_type: "User".into(),
+                external_id: None,
+                display: None,
+                data: data.to_string(),
+                version: 3,
+                created: "2026-01-02T03:04:05.678Z".into(),
+                last_modified: "2026-02-03T04:05:06.789Z".into(),
+            },
+            members,
+            groups,
+        }
+    }
+
+    /// The general path: render, then the default projection.
+    fn general(rt: &ResourceType, s: &Stored) -> Vec<u8> {
+        let mut doc = render(rt, s, "https://h/scim/v2");
+        Projection::default().apply(rt, &mut doc);
+        serde_json::to_vec(&doc).unwrap()
+    }
+
+    #[test]
+    fn default_projection_from_stored_text_matches_the_general_path() {
+        let reg = Registry::load(&ScimSettings::default()).unwrap();
+        let group = |id: &str, display: Option<&str>| GroupRef {
+            member_id: "0194-a".into(),
+            group_id: id.into(),
+            display: display.map(str::to_string),
+        };
+        let users = [
+            stored(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a"}),
+                None,
+                None,
+            ),
+            stored(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_URN],
+                       "externalId": "e\"1", "userName": "ä\u{1F600}\\x",
+                       "name": {"givenName": "G", "familyName": "F", "unknownSub": 1.5},
+                       "emails": [{"value": "a@x", "type": "work", "primary": true}],
+                       "active": false,
+                       ENTERPRISE_URN: {"department": "D", "manager": {"value": "m"}}}),
+                None,
+                Some(vec![group("g1", Some("Eng")), group("g2", None)]),
+            ),
+            stored(json!({"schemas": [], "userName": "a"}), None, Some(vec![])),
+            stored(
+                json!({"userName": "no schemas first", "schemas": []}),
+                None,
+                None,
+            ),
+        ];
+        for s in &users {
+            let fast = render_default(&reg.user, s, "https://h/scim/v2").expect("fast path taken");
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(general(&reg.user, s)).unwrap()
+            );
+        }
+        let member = |id: &str, kind: &str| MemberRow {
+            member_id: id.into(),
+            member_type: kind.into(),
+            display: Some(format!("d{id}")),
+        };
+        let groups = [
+            stored(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G"}),
+                None,
+                None,
+            ),
+            stored(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G"}),
+                Some(vec![member("u1", "User"), member("g9", "Group")]),
+                None,
+            ),
+        ];
+        for s in &groups {
+            let fast = render_default(&reg.group, s, "https://h/scim/v2").expect("fast path taken");
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(general(&reg.group, s)).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn documents_the_default_projection_would_change_take_the_general_path() {
+        let reg = Registry::load(&ScimSettings::default()).unwrap();
+        for data in [
+            // returned: never
+            json!({"schemas": [], "userName": "a", "password": "secret"}),
+            // not in the schema
+            json!({"schemas": [], "userName": "a", "nickName2": "x"}),
+            // an empty extension is dropped
+            json!({"schemas": [], "userName": "a", ENTERPRISE_URN: {}}),
+            json!({"schemas": [], "userName": "a", ENTERPRISE_URN: {"undefined": 1}}),
+            // computed names
+            json!({"schemas": [], "id": "x", "userName": "a"}),
+            json!({"schemas": [], "userName": "a", "meta": {}}),
+        ] {
+            let s = stored(data.clone(), None, None);
+            assert!(render_default(&reg.user, &s, "").is_none(), "{data}");
+        }
+    }
 }
