@@ -121,7 +121,7 @@ pub fn find_accounts_by_remote_ids(
 /// Writes an account (insert or replace): one prepared upsert, every
 /// column written (an active account's `disabled_at` becomes NULL).
 pub fn save_account(conn: &mut AnyConnection, row: &AccountRow) -> Result<(), StoreError> {
-    on_backend!(conn, c => prepared(
+    on_backend!(conn, c => prepared!(
         "INSERT INTO app_accounts (app, resource_id, tenant, resource_type, remote_id, status, \
            applied, revision, created_at, updated_at, disabled_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \

@@ -221,7 +221,7 @@ fn append(conn: &mut AnyConnection, e: &AuditEvent) -> Result<(), StoreError> {
             "the in-process audit chain is SQLite's".into(),
         ));
     }
-    let next = on_backend!(conn, c => prepared(NEXT).load::<Next>(c)?)
+    let next = on_backend!(conn, c => prepared!(NEXT).load::<Next>(c)?)
         .into_iter()
         .next()
         .ok_or_else(head_missing)?;
@@ -244,7 +244,7 @@ fn append(conn: &mut AnyConnection, e: &AuditEvent) -> Result<(), StoreError> {
         app: e.app.as_deref(),
         prev_hash: &prev,
     });
-    on_backend!(conn, c => prepared(INSERT)
+    on_backend!(conn, c => prepared!(INSERT)
         .bind::<BigInt, _>(seq)
         .bind::<Text, _>(&e.at)
         .bind::<Nullable<Text>, _>(e.tenant.as_deref())
@@ -263,7 +263,7 @@ fn append(conn: &mut AnyConnection, e: &AuditEvent) -> Result<(), StoreError> {
 }
 
 fn set_head(conn: &mut AnyConnection, pos: i64, hash: &str) -> Result<(), StoreError> {
-    on_backend!(conn, c => prepared(
+    on_backend!(conn, c => prepared!(
         "UPDATE audit_chain SET head_pos = $1, head_hash = $2 WHERE id = 1",
     )
     .bind::<BigInt, _>(pos)

@@ -54,7 +54,7 @@ pub fn replace_index(
     // One prepared single-row insert per entry: a multi-row insert has a
     // different text for every row count, and is prepared anew each time.
     for e in entries {
-        on_backend!(conn, c => prepared(
+        on_backend!(conn, c => prepared!(
             "INSERT INTO attr_index (tenant, resource_type, attr, value, resource_id) \
              VALUES ($1, $2, $3, $4, $5)",
         )

@@ -130,7 +130,7 @@ pub fn enqueue_with(
     let mut n = 0;
     for app in apps {
         for id in ids {
-            n += on_backend!(conn, c => prepared(ENQUEUE)
+            n += on_backend!(conn, c => prepared!(ENQUEUE)
                 .bind::<Text, _>(app)
                 .bind::<Text, _>(id)
                 .bind::<Text, _>(tenant)

@@ -9,6 +9,14 @@
 //! audit chain append, the job upsert) are fixed text, so [`prepared`]
 //! takes only a `&'static str`: the cache then holds at most one entry per
 //! statement in the binary, and each connection prepares each one once.
+//!
+//! diesel finds a statement in its cache by the statement's text unless the
+//! query's type names it. Building that text (and hashing it) cost a GET by
+//! id about a twentieth of its time, so a statement whose text is a
+//! constant is written [`prepared!`]: each call site gets a type of its own
+//! that keys the cache, and the text is built only when first prepared.
+//! [`prepared`] keys by text, for call sites that pick one of several fixed
+//! statements at run time.
 
 use std::marker::PhantomData;
 
@@ -26,20 +34,56 @@ use diesel::{QueryResult, RunQueryDsl};
 /// than once); `$n` is the n-th value bound. Each occurrence becomes the
 /// backend's own placeholder, so SQLite and PostgreSQL read it alike.
 #[must_use = "a query runs only when executed or loaded"]
-pub struct Prepared<'f, DB: Backend> {
+pub struct Prepared<'f, DB: Backend, K = ByText> {
     sql: &'static str,
     binds: Vec<Box<dyn QueryFragment<DB> + Send + 'f>>,
+    key: PhantomData<fn() -> K>,
 }
 
-/// The statement `sql`, to be bound in the order of its parameters' numbers.
+/// How diesel's statement cache finds a [`Prepared`] statement.
+pub trait CacheKey: 'static {
+    /// Whether the type itself is the key (else the statement's text is).
+    const BY_TYPE: bool;
+}
+
+/// The statement's text is its cache key.
+pub enum ByText {}
+
+impl CacheKey for ByText {
+    const BY_TYPE: bool = false;
+}
+
+/// The statement `sql`, to be bound in the order of its parameters' numbers;
+/// cached by its text.
 pub fn prepared<'f, DB: Backend>(sql: &'static str) -> Prepared<'f, DB> {
-    Prepared {
-        sql,
-        binds: Vec::new(),
-    }
+    Prepared::keyed(sql)
 }
 
-impl<'f, DB: Backend> Prepared<'f, DB> {
+/// The constant statement `$sql` as [`prepared`], cached under a type of
+/// this call site's own, so that a call neither builds nor hashes its text.
+/// `$sql` must be a constant expression (a literal, `concat!`, a `const`).
+macro_rules! prepared_const {
+    ($sql:expr $(,)?) => {{
+        const SQL: &str = $sql;
+        enum Site {}
+        impl $crate::store::prepared::CacheKey for Site {
+            const BY_TYPE: bool = true;
+        }
+        $crate::store::prepared::Prepared::<_, Site>::keyed(SQL)
+    }};
+}
+pub(crate) use prepared_const as prepared;
+
+impl<'f, DB: Backend, K: CacheKey> Prepared<'f, DB, K> {
+    /// The statement `sql` under cache key `K`; see [`prepared!`].
+    pub fn keyed(sql: &'static str) -> Self {
+        Prepared {
+            sql,
+            binds: Vec::new(),
+            key: PhantomData,
+        }
+    }
+
     /// Binds the next parameter.
     pub fn bind<ST, V>(mut self, value: V) -> Self
     where
@@ -71,7 +115,7 @@ where
     }
 }
 
-impl<DB: Backend> QueryFragment<DB> for Prepared<'_, DB> {
+impl<DB: Backend, K> QueryFragment<DB> for Prepared<'_, DB, K> {
     /// Never marks itself unsafe to cache (what `sql_query` does): the text
     /// is a `&'static str`, so the cache stays bounded by the statements
     /// compiled into the binary.
@@ -101,16 +145,16 @@ fn unbound(sql: &str) -> DieselError {
     DieselError::QueryBuilderError(format!("a parameter of `{sql}` is not bound").into())
 }
 
-impl<DB: Backend> QueryId for Prepared<'_, DB> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
+impl<DB: Backend, K: CacheKey> QueryId for Prepared<'_, DB, K> {
+    type QueryId = K;
+    const HAS_STATIC_QUERY_ID: bool = K::BY_TYPE;
 }
 
-impl<DB: Backend> Query for Prepared<'_, DB> {
+impl<DB: Backend, K> Query for Prepared<'_, DB, K> {
     type SqlType = Untyped;
 }
 
-impl<DB: Backend, Conn> RunQueryDsl<Conn> for Prepared<'_, DB> {}
+impl<DB: Backend, K, Conn> RunQueryDsl<Conn> for Prepared<'_, DB, K> {}
 
 #[cfg(test)]
 mod tests {
@@ -161,6 +205,37 @@ mod tests {
             .load(&mut c)?;
         assert_eq!(rows.iter().map(|r| r.n).collect::<Vec<_>>(), [10]);
         // One cache entry for the INSERT, one for the SELECT.
+        assert_eq!(*prepares.lock().map_err(|e| anyhow::anyhow!("{e}"))?, 2);
+        Ok(())
+    }
+
+    #[test]
+    fn a_constant_statement_is_keyed_by_its_call_site() -> anyhow::Result<()> {
+        let mut c = SqliteConnection::establish(":memory:")?;
+        diesel::sql_query("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER)").execute(&mut c)?;
+        for (k, n) in [("a", 1i64), ("b", 2)] {
+            prepared!("INSERT INTO t (k, n) VALUES ($1, $2)")
+                .bind::<Text, _>(k)
+                .bind::<BigInt, _>(n)
+                .execute(&mut c)?;
+        }
+        let prepares = Arc::new(Mutex::new(0));
+        c.set_instrumentation(Prepares(prepares.clone()));
+        let mut seen = Vec::new();
+        for k in ["b", "a", "b"] {
+            let rows: Vec<Row> = prepared!("SELECT n FROM t WHERE k = $1")
+                .bind::<Text, _>(k)
+                .load(&mut c)?;
+            seen.extend(rows.iter().map(|r| r.n));
+        }
+        assert_eq!(seen, [2, 1, 2], "each call runs with its own binds");
+        assert_eq!(*prepares.lock().map_err(|e| anyhow::anyhow!("{e}"))?, 1);
+        // The same text at another call site is another cache entry: the
+        // site, not the text, is the key.
+        let rows: Vec<Row> = prepared!("SELECT n FROM t WHERE k = $1")
+            .bind::<Text, _>("a")
+            .load(&mut c)?;
+        assert_eq!(rows.iter().map(|r| r.n).collect::<Vec<_>>(), [1]);
         assert_eq!(*prepares.lock().map_err(|e| anyhow::anyhow!("{e}"))?, 2);
         Ok(())
     }

@@ -127,7 +127,7 @@ pub fn find_resource_with_groups(
     if id.contains('\0') {
         return Err(StoreError::NotFound);
     }
-    let rows = on_backend!(conn, c => prepared(with_groups_sql!(
+    let rows = on_backend!(conn, c => prepared!(with_groups_sql!(
         "resources r",
         "r.id = $1 AND r.tenant = $2 AND r.resource_type = $3"
     ))
@@ -150,7 +150,7 @@ pub fn find_by_unique_key_with_groups(
     if key.value.contains('\0') {
         return Ok(None); // no key has one; PostgreSQL would refuse the text
     }
-    let rows = on_backend!(conn, c => prepared(with_groups_sql!(
+    let rows = on_backend!(conn, c => prepared!(with_groups_sql!(
         "unique_keys u JOIN resources r ON r.id = u.resource_id",
         "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4 \
          AND r.tenant = $1 AND r.resource_type = $2"
