@@ -33,11 +33,16 @@ use diesel::{QueryResult, RunQueryDsl};
 /// The text names its parameters `$1`, `$2`, … (a number may appear more
 /// than once); `$n` is the n-th value bound. Each occurrence becomes the
 /// backend's own placeholder, so SQLite and PostgreSQL read it alike.
+///
+/// Rows load by column name ([`diesel::QueryableByName`]) unless
+/// [`Prepared::returning`] gives their SQL types: then they load by
+/// position ([`diesel::Queryable`]), which spares a search of the column
+/// names for every field of every row.
 #[must_use = "a query runs only when executed or loaded"]
-pub struct Prepared<'f, DB: Backend, K = ByText> {
+pub struct Prepared<'f, DB: Backend, K = ByText, ST = Untyped> {
     sql: &'static str,
     binds: Vec<Box<dyn QueryFragment<DB> + Send + 'f>>,
-    key: PhantomData<fn() -> K>,
+    key: PhantomData<fn() -> (K, ST)>,
 }
 
 /// How diesel's statement cache finds a [`Prepared`] statement.
@@ -84,6 +89,17 @@ impl<'f, DB: Backend, K: CacheKey> Prepared<'f, DB, K> {
         }
     }
 
+    /// The same statement, its rows of SQL types `ST` in column order.
+    pub fn returning<ST>(self) -> Prepared<'f, DB, K, ST> {
+        Prepared {
+            sql: self.sql,
+            binds: self.binds,
+            key: PhantomData,
+        }
+    }
+}
+
+impl<'f, DB: Backend, K, R> Prepared<'f, DB, K, R> {
     /// Binds the next parameter.
     pub fn bind<ST, V>(mut self, value: V) -> Self
     where
@@ -115,7 +131,7 @@ where
     }
 }
 
-impl<DB: Backend, K> QueryFragment<DB> for Prepared<'_, DB, K> {
+impl<DB: Backend, K, ST> QueryFragment<DB> for Prepared<'_, DB, K, ST> {
     /// Never marks itself unsafe to cache (what `sql_query` does): the text
     /// is a `&'static str`, so the cache stays bounded by the statements
     /// compiled into the binary.
@@ -145,16 +161,16 @@ fn unbound(sql: &str) -> DieselError {
     DieselError::QueryBuilderError(format!("a parameter of `{sql}` is not bound").into())
 }
 
-impl<DB: Backend, K: CacheKey> QueryId for Prepared<'_, DB, K> {
+impl<DB: Backend, K: CacheKey, ST> QueryId for Prepared<'_, DB, K, ST> {
     type QueryId = K;
     const HAS_STATIC_QUERY_ID: bool = K::BY_TYPE;
 }
 
-impl<DB: Backend, K> Query for Prepared<'_, DB, K> {
-    type SqlType = Untyped;
+impl<DB: Backend, K, ST> Query for Prepared<'_, DB, K, ST> {
+    type SqlType = ST;
 }
 
-impl<DB: Backend, K, Conn> RunQueryDsl<Conn> for Prepared<'_, DB, K> {}
+impl<DB: Backend, K, ST, Conn> RunQueryDsl<Conn> for Prepared<'_, DB, K, ST> {}
 
 #[cfg(test)]
 mod tests {

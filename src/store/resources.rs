@@ -59,16 +59,16 @@ pub fn find_resource(
 
 /// One row of a resource read with its groups: the resource itself (no
 /// group), or one group it is a direct member of (the resource columns
-/// then carry only the id).
-#[derive(QueryableByName)]
+/// then carry only the id). Loaded by position: see [`WithGroupSql`].
+#[derive(Queryable)]
 struct WithGroup {
-    #[diesel(embed)]
     resource: ResourceRow,
-    #[diesel(sql_type = Nullable<Text>)]
     group_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
     group_display: Option<String>,
 }
+
+/// The SQL types of [`WithGroup`]'s columns, in [`with_groups_sql!`]'s order.
+type WithGroupSql = (resources::SqlType, Nullable<Text>, Nullable<Text>);
 
 /// A resource `r` found by `$from … WHERE $where`, then one row per group
 /// it belongs to. The document is sent once, not once per group (a user
@@ -134,6 +134,7 @@ pub fn find_resource_with_groups(
     .bind::<Text, _>(id)
     .bind::<Text, _>(tenant)
     .bind::<Text, _>(resource_type)
+    .returning::<WithGroupSql>()
     .load(c)?);
     fold_groups(rows).ok_or(StoreError::NotFound)
 }
@@ -159,6 +160,7 @@ pub fn find_by_unique_key_with_groups(
     .bind::<Text, _>(resource_type)
     .bind::<Text, _>(&key.attr)
     .bind::<Text, _>(&key.value)
+    .returning::<WithGroupSql>()
     .load(c)?);
     Ok(fold_groups(rows))
 }
