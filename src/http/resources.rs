@@ -6,7 +6,6 @@ use std::future::{Ready, ready};
 use actix_web::dev::Payload;
 use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use serde_json::{Map, Value, json};
 
 use super::body::read_json;
 use super::{HttpSettings, base_url, json_bytes};
@@ -371,6 +370,21 @@ pub async fn search_all(
     Ok(HttpResponse::Ok().content_type(SCIM_JSON).body(body))
 }
 
+/// A ListResponse's members other than `Resources`, in the order written.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListHead {
+    schemas: [&'static str; 1],
+    total_results: usize,
+    items_per_page: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_cursor: Option<String>,
+}
+
 /// A ListResponse's bytes, its resources already serialised; in cursor
 /// mode (RFC 9865) with `nextCursor` / `previousCursor` instead of
 /// `startIndex`.
@@ -380,23 +394,18 @@ fn list_response(
     resources: Vec<Vec<u8>>,
     cursors: Option<(Option<String>, Option<String>)>,
 ) -> Vec<u8> {
-    let mut head = Map::with_capacity(5);
-    head.insert("schemas".into(), json!([LIST_RESPONSE_URN]));
-    head.insert("totalResults".into(), json!(total));
-    head.insert("itemsPerPage".into(), json!(resources.len()));
-    match cursors {
-        None => {
-            head.insert("startIndex".into(), json!(start_index));
-        }
-        Some((next, prev)) => {
-            if let Some(n) = next {
-                head.insert("nextCursor".into(), Value::String(n));
-            }
-            if let Some(p) = prev {
-                head.insert("previousCursor".into(), Value::String(p));
-            }
-        }
-    }
+    let (start_index, (next_cursor, previous_cursor)) = match cursors {
+        None => (Some(start_index), (None, None)),
+        Some(c) => (None, c),
+    };
+    let head = ListHead {
+        schemas: [LIST_RESPONSE_URN],
+        total_results: total,
+        items_per_page: resources.len(),
+        start_index,
+        next_cursor,
+        previous_cursor,
+    };
     let mut body = json_bytes(&head);
     // `head` is a non-empty object: replace its closing brace.
     body.pop();

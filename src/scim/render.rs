@@ -3,11 +3,11 @@
 
 use std::borrow::Cow;
 
+use serde::Serialize;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::project::Projection;
 use super::schema::{AttrDef, ResourceType, Returned};
 use crate::store::{GroupRef, MemberRow, ResourceRow};
 
@@ -66,7 +66,7 @@ pub fn render(rt: &ResourceType, stored: &Stored, base: &str) -> Map<String, Val
 /// The response body of a resource under the default projection (no
 /// `attributes` or `excludedAttributes`), written from the stored text:
 /// the same bytes as [`render`] followed by the default
-/// [`Projection`] would give, without building a
+/// [`Projection`](super::project::Projection) would give, without building a
 /// `Value` tree for the document and serialising it again.
 ///
 /// `None` when the default projection would change the stored document (an
@@ -84,32 +84,49 @@ pub fn render_default(rt: &ResourceType, stored: &Stored, base: &str) -> Option<
         out.push((key, Piece::Raw(raw)));
     }
     let mut at = out.len().min(1);
-    out.insert(
-        at,
-        ("id".into(), Piece::Value(Value::String(row.id.clone()))),
-    );
+    out.insert(at, ("id".into(), Piece::Str(&row.id)));
     at = out
         .iter()
         .skip(at + 1)
         .position(|(k, _)| k.starts_with("urn:"))
         .map_or(out.len(), |p| p + at + 1);
-    for (name, list) in [
-        ("members", members(stored, base)),
-        ("groups", groups(stored, base)),
-    ] {
-        if let Some(list) = list {
-            // Computed, so projected as the general path does (a member's
-            // `display` is `returned: request`).
-            let mut one = Map::with_capacity(1);
-            one.insert(name.to_string(), list);
-            Projection::default().apply(rt, &mut one);
-            if let Some(list) = one.swap_remove(name) {
-                out.insert(at, (name.into(), Piece::Value(list)));
-                at += 1;
-            }
+    if let Some(list) = &stored.members {
+        let refs = list.iter().map(|m| Ref {
+            id: &m.member_id,
+            endpoint: if m.member_type == "Group" {
+                "Groups"
+            } else {
+                "Users"
+            },
+            display: m.display.as_deref(),
+            kind: &m.member_type,
+        });
+        if let Some(piece) = ref_piece(rt, "members", refs.collect(), base) {
+            out.insert(at, ("members".into(), piece));
+            at += 1;
         }
     }
-    out.push(("meta".into(), Piece::Value(meta(rt, row, base))));
+    if let Some(list) = stored.groups.as_ref().filter(|g| !g.is_empty()) {
+        let refs = list.iter().map(|g| Ref {
+            id: &g.group_id,
+            endpoint: "Groups",
+            display: g.display.as_deref(),
+            kind: "direct",
+        });
+        if let Some(piece) = ref_piece(rt, "groups", refs.collect(), base) {
+            out.insert(at, ("groups".into(), piece));
+        }
+    }
+    out.push((
+        "meta".into(),
+        Piece::Meta(MetaOut {
+            resource_type: rt.name,
+            created: &row.created,
+            last_modified: &row.last_modified,
+            location: location(rt, row, base),
+            version: etag(row.version),
+        }),
+    ));
     let mut buf = Vec::with_capacity(row.data.len() + 256);
     buf.push(b'{');
     for (i, (key, piece)) in out.iter().enumerate() {
@@ -120,7 +137,9 @@ pub fn render_default(rt: &ResourceType, stored: &Stored, base: &str) -> Option<
         buf.push(b':');
         match piece {
             Piece::Raw(raw) => buf.extend_from_slice(raw.get().as_bytes()),
-            Piece::Value(v) => serde_json::to_writer(&mut buf, v).ok()?,
+            Piece::Str(v) => serde_json::to_writer(&mut buf, v).ok()?,
+            Piece::Refs(v) => serde_json::to_writer(&mut buf, v).ok()?,
+            Piece::Meta(v) => serde_json::to_writer(&mut buf, v).ok()?,
         }
     }
     buf.push(b'}');
@@ -156,14 +175,89 @@ fn shown_whole_by_default(rt: &ResourceType, key: &str, raw: &RawValue) -> Optio
 
 /// An attribute the default projection shows with every sub-attribute.
 fn whole_by_default(def: &AttrDef) -> bool {
-    let shown = |r: Returned| matches!(r, Returned::Always | Returned::Default);
-    shown(def.returned) && def.sub_attributes.iter().all(|s| shown(s.returned))
+    shown_by_default(def.returned)
+        && def
+            .sub_attributes
+            .iter()
+            .all(|s| shown_by_default(s.returned))
+}
+
+/// Whether the default projection shows what is `returned` so.
+fn shown_by_default(returned: Returned) -> bool {
+    matches!(returned, Returned::Always | Returned::Default)
 }
 
 /// A member of the response: stored text, or computed.
 enum Piece<'a> {
     Raw(&'a RawValue),
-    Value(Value),
+    Str(&'a str),
+    Refs(Vec<RefOut<'a>>),
+    Meta(MetaOut<'a>),
+}
+
+/// A member or group a resource refers to.
+struct Ref<'a> {
+    id: &'a str,
+    endpoint: &'a str,
+    display: Option<&'a str>,
+    kind: &'a str,
+}
+
+/// A reference as the default projection shows it: each sub-attribute
+/// that is not, by the schema, `returned: never` or `request` (a group
+/// member's `display`, say) is written.
+#[derive(Serialize)]
+struct RefOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+    #[serde(rename = "$ref", skip_serializing_if = "Option::is_none")]
+    href: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+}
+
+/// The computed reference list `name` (`members`, `groups`) under the
+/// default projection: `None` when the schema does not show it by default.
+fn ref_piece<'a>(
+    rt: &ResourceType,
+    name: &str,
+    refs: Vec<Ref<'a>>,
+    base: &str,
+) -> Option<Piece<'a>> {
+    let def = rt.schema.attr(name)?;
+    if !shown_by_default(def.returned) {
+        return None;
+    }
+    let shown = |sub: &str| def.sub(sub).is_none_or(|s| shown_by_default(s.returned));
+    let (value, href, display, kind) = (
+        shown("value"),
+        shown("$ref"),
+        shown("display"),
+        shown("type"),
+    );
+    Some(Piece::Refs(
+        refs.into_iter()
+            .map(|r| RefOut {
+                value: value.then_some(r.id),
+                href: href.then(|| format!("{base}/{}/{}", r.endpoint, r.id)),
+                display: r.display.filter(|_| display),
+                kind: kind.then_some(r.kind),
+            })
+            .collect(),
+    ))
+}
+
+/// `meta` as written by [`render_default`]; the same members as [`meta`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaOut<'a> {
+    resource_type: &'a str,
+    created: &'a str,
+    last_modified: &'a str,
+    location: String,
+    version: String,
 }
 
 /// A JSON object's members in document order, values left as text.
@@ -288,6 +382,7 @@ fn reference(id: &str, href: String, display: Option<&str>, kind: &str) -> Value
 mod tests {
     use super::*;
     use crate::config::ScimSettings;
+    use crate::scim::project::Projection;
     use crate::scim::schema::{ENTERPRISE_URN, Registry};
     use serde_json::json;
 
@@ -372,6 +467,11 @@ mod tests {
             stored(
                 json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G"}),
                 Some(vec![member("u1", "User"), member("g9", "Group")]),
+                None,
+            ),
+            stored(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G"}),
+                Some(vec![]),
                 None,
             ),
         ];
