@@ -71,11 +71,15 @@ struct WithGroup {
 type WithGroupSql = (resources::SqlType, Nullable<Text>, Nullable<Text>);
 
 /// A resource `r` found by `$from … WHERE $where`, then one row per group
-/// it belongs to. The document is sent once, not once per group (a user
-/// of Entra can be in hundreds), and every column is named, since SQLite
-/// leaves the name of an unaliased `r.id` unspecified.
+/// it belongs to, found by `$member_from … WHERE $member_where` with the
+/// member's id as `$member`. The document is sent once, not once per group
+/// (a user of Entra can be in hundreds), and every column is named, since
+/// SQLite leaves the name of an unaliased `r.id` unspecified. The group
+/// rows do not read the resource again: without it (the first part finds
+/// nothing) [`fold_groups`] answers nothing, and `group_members_by_member`
+/// holds both ids, so a group costs its membership entry and its row.
 macro_rules! with_groups_sql {
-    ($from:literal, $where:literal) => {
+    ($from:literal, $where:literal, $member:literal, $member_from:literal, $member_where:literal) => {
         concat!(
             "SELECT r.id AS id, r.tenant AS tenant, r.resource_type AS resource_type, ",
             "r.external_id AS external_id, r.display AS display, r.data AS data, ",
@@ -84,12 +88,12 @@ macro_rules! with_groups_sql {
             $from,
             " WHERE ",
             $where,
-            " UNION ALL SELECT r.id, r.tenant, r.resource_type, NULL, NULL, '', 0, '', '', ",
-            "gm.group_id, g.display FROM ",
-            $from,
-            " JOIN group_members gm ON gm.member_id = r.id",
+            " UNION ALL SELECT ",
+            $member,
+            ", '', '', NULL, NULL, '', 0, '', '', gm.group_id, g.display FROM ",
+            $member_from,
             " JOIN resources g ON g.id = gm.group_id WHERE ",
-            $where
+            $member_where
         )
     };
 }
@@ -129,7 +133,10 @@ pub fn find_resource_with_groups(
     }
     let rows = on_backend!(conn, c => prepared!(with_groups_sql!(
         "resources r",
-        "r.id = $1 AND r.tenant = $2 AND r.resource_type = $3"
+        "r.id = $1 AND r.tenant = $2 AND r.resource_type = $3",
+        "gm.member_id",
+        "group_members gm",
+        "gm.member_id = $1 AND g.tenant = $2"
     ))
     .bind::<Text, _>(id)
     .bind::<Text, _>(tenant)
@@ -154,7 +161,11 @@ pub fn find_by_unique_key_with_groups(
     let rows = on_backend!(conn, c => prepared!(with_groups_sql!(
         "unique_keys u JOIN resources r ON r.id = u.resource_id",
         "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4 \
-         AND r.tenant = $1 AND r.resource_type = $2"
+         AND r.tenant = $1 AND r.resource_type = $2",
+        "gm.member_id",
+        "unique_keys u JOIN group_members gm ON gm.member_id = u.resource_id",
+        "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4 \
+         AND g.tenant = $1"
     ))
     .bind::<Text, _>(tenant)
     .bind::<Text, _>(resource_type)

@@ -1,0 +1,31 @@
+-- Key look-ups read one B-tree: unique_keys and group_members keep their
+-- rows in primary-key order (WITHOUT ROWID) instead of a rowid table behind
+-- an index on the key. A WITHOUT ROWID table's other indexes carry its
+-- primary key, so group_members_by_member answers "the groups of this
+-- member" on its own. A GET of a user went through eight B-trees, a
+-- userName look-up through twelve.
+CREATE TABLE unique_keys_clustered (
+    tenant        TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    attr          TEXT NOT NULL,
+    value         TEXT NOT NULL,
+    resource_id   TEXT NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+    PRIMARY KEY (tenant, resource_type, attr, value)
+) WITHOUT ROWID;
+INSERT INTO unique_keys_clustered (tenant, resource_type, attr, value, resource_id)
+    SELECT tenant, resource_type, attr, value, resource_id FROM unique_keys;
+DROP TABLE unique_keys;
+ALTER TABLE unique_keys_clustered RENAME TO unique_keys;
+CREATE INDEX unique_keys_by_resource ON unique_keys (resource_id);
+
+CREATE TABLE group_members_clustered (
+    group_id    TEXT NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+    member_id   TEXT NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+    member_type TEXT NOT NULL,
+    PRIMARY KEY (group_id, member_id)
+) WITHOUT ROWID;
+INSERT INTO group_members_clustered (group_id, member_id, member_type)
+    SELECT group_id, member_id, member_type FROM group_members;
+DROP TABLE group_members;
+ALTER TABLE group_members_clustered RENAME TO group_members;
+CREATE INDEX group_members_by_member ON group_members (member_id);
