@@ -98,6 +98,27 @@ macro_rules! with_groups_sql {
     };
 }
 
+/// A resource by id (`$1`, tenant `$2`, type `$3`) with its groups.
+const BY_ID_WITH_GROUPS: &str = with_groups_sql!(
+    "resources r",
+    "r.id = $1 AND r.tenant = $2 AND r.resource_type = $3",
+    "gm.member_id",
+    "group_members gm",
+    "gm.member_id = $1 AND g.tenant = $2"
+);
+
+/// The resource holding a unique key (tenant `$1`, type `$2`, attribute
+/// `$3`, value `$4`) with its groups.
+const BY_KEY_WITH_GROUPS: &str = with_groups_sql!(
+    "unique_keys u JOIN resources r ON r.id = u.resource_id",
+    "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4 \
+     AND r.tenant = $1 AND r.resource_type = $2",
+    "gm.member_id",
+    "unique_keys u JOIN group_members gm ON gm.member_id = u.resource_id",
+    "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4 \
+     AND g.tenant = $1"
+);
+
 /// Folds the rows of one resource into it and its groups, ordered by group
 /// id as [`super::find_groups_of`] orders them (byte order, which is what
 /// both backends' text order gives for UUIDs). Sorted here: an ORDER BY
@@ -131,13 +152,7 @@ pub fn find_resource_with_groups(
     if id.contains('\0') {
         return Err(StoreError::NotFound);
     }
-    let rows = on_backend!(conn, c => prepared!(with_groups_sql!(
-        "resources r",
-        "r.id = $1 AND r.tenant = $2 AND r.resource_type = $3",
-        "gm.member_id",
-        "group_members gm",
-        "gm.member_id = $1 AND g.tenant = $2"
-    ))
+    let rows = on_backend!(conn, c => prepared!(BY_ID_WITH_GROUPS)
     .bind::<Text, _>(id)
     .bind::<Text, _>(tenant)
     .bind::<Text, _>(resource_type)
@@ -158,15 +173,7 @@ pub fn find_by_unique_key_with_groups(
     if key.value.contains('\0') {
         return Ok(None); // no key has one; PostgreSQL would refuse the text
     }
-    let rows = on_backend!(conn, c => prepared!(with_groups_sql!(
-        "unique_keys u JOIN resources r ON r.id = u.resource_id",
-        "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4 \
-         AND r.tenant = $1 AND r.resource_type = $2",
-        "gm.member_id",
-        "unique_keys u JOIN group_members gm ON gm.member_id = u.resource_id",
-        "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4 \
-         AND g.tenant = $1"
-    ))
+    let rows = on_backend!(conn, c => prepared!(BY_KEY_WITH_GROUPS)
     .bind::<Text, _>(tenant)
     .bind::<Text, _>(resource_type)
     .bind::<Text, _>(&key.attr)
@@ -418,4 +425,62 @@ pub fn lock_resource(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result
             .execute(c)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::sql_types::Text;
+    use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+
+    use super::{BY_ID_WITH_GROUPS, BY_KEY_WITH_GROUPS};
+    use crate::store::{AnyConnection, run_migrations};
+
+    #[derive(QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+
+    /// SQLite's plan for `sql`, one line per step, `$n` replaced by `?n`.
+    fn plan(conn: &mut AnyConnection, sql: &str) -> anyhow::Result<Vec<String>> {
+        let AnyConnection::Sqlite(c) = conn else {
+            anyhow::bail!("SQLite only");
+        };
+        let sql = sql.replace('$', "?");
+        let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(c)?;
+        Ok(steps.into_iter().map(|s| s.detail).collect())
+    }
+
+    /// The two reads behind every GET of a user and every IdP look-up by
+    /// userName take one key at each step and find a user's groups from
+    /// the membership index alone. An index added later must not turn the
+    /// planner elsewhere (one on resources (id, tenant, display) made it
+    /// read the tenant's whole range, for want of statistics), nor may a
+    /// migration drop what these use.
+    #[test]
+    fn a_user_with_its_groups_is_read_by_keys_only() -> anyhow::Result<()> {
+        let mut conn = AnyConnection::Sqlite(SqliteConnection::establish(":memory:")?);
+        run_migrations(&mut conn)?;
+        let by_id = "SEARCH r USING INDEX sqlite_autoindex_resources_1 (id=?)";
+        let key =
+            "SEARCH u USING PRIMARY KEY (tenant=? AND resource_type=? AND attr=? AND value=?)";
+        let groups = [
+            "SEARCH gm USING COVERING INDEX group_members_by_member (member_id=?)",
+            "SEARCH g USING INDEX sqlite_autoindex_resources_1 (id=?)",
+        ];
+        for (sql, expected) in [
+            (BY_ID_WITH_GROUPS, [&[by_id][..], &groups].concat()),
+            (
+                BY_KEY_WITH_GROUPS,
+                [&[key, by_id, key][..], &groups].concat(),
+            ),
+        ] {
+            let reads: Vec<String> = plan(&mut conn, sql)?
+                .into_iter()
+                .filter(|s| s.starts_with("SEARCH") || s.starts_with("SCAN"))
+                .collect();
+            assert_eq!(reads, expected, "{sql}");
+        }
+        Ok(())
+    }
 }
