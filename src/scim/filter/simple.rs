@@ -4,17 +4,23 @@
 //! (`userName eq "…"`, `externalId eq "…"`). The full parser's lexer is a
 //! large regex set whose lazy DFA is rebuilt often enough that parsing such
 //! a filter took a fifth of the whole request (perf, wrk on `userName eq`).
-//! [`parse`] recognises exactly that shape and builds the same tree the
+//! [`parse`] recognises exactly that shape, and Entra's e-mail look-up
+//! `emails[type eq "work"].value eq "…"`, and builds the same tree the
 //! grammar would; anything else, or anything it is unsure of, is `None`
-//! and goes to the full parser. The property test below checks that
-//! whenever it answers, the grammar answers the same.
+//! and goes to the full parser. The tests below check that whenever it
+//! answers, the grammar answers the same.
 
-use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, Filter};
+use scim_v2::filter::{
+    AttrExp, AttrPath, CompValue, CompareOp, Filter, Operands, ValFilter, ValuePath,
+};
 
 /// `name[.sub] op "string"`, `name[.sub] op true|false|null` or
 /// `name[.sub] pr`, with single spaces and a string without escapes or
 /// control characters; `None` for everything else.
 pub(super) fn parse(text: &str) -> Option<Filter> {
+    if text.contains('[') {
+        return value_path(text);
+    }
     let (path, rest) = text.split_once(' ')?;
     let path = attr_path(path)?;
     if rest.eq_ignore_ascii_case("pr") {
@@ -38,6 +44,37 @@ pub(super) fn parse(text: &str) -> Option<Filter> {
         }
     };
     Some(Filter::Attr(AttrExp::Comparison(path, op, value)))
+}
+
+/// Entra's `name[sub op value].sub op value`, each comparison of the
+/// simple shape above on a plain sub-attribute name: the tree the grammar
+/// gives for `name[(sub op value) and sub op value]`, which is what
+/// [`super::parse_limited`] rewrites it to. A `].` inside the first string
+/// splits it where the rest cannot parse, so that is `None` too.
+fn value_path(text: &str) -> Option<Filter> {
+    let (name, rest) = text.split_once('[')?;
+    let (inner, outer) = rest.split_once("].")?;
+    let element = |text: &str| match parse(text)? {
+        Filter::Attr(exp) if exp_path(&exp).sub_attr.is_none() => Some(ValFilter::Attr(exp)),
+        _ => None,
+    };
+    Some(Filter::ValuePath(ValuePath {
+        attr: AttrPath {
+            uri: None,
+            name: attr_name(name)?.to_string(),
+            sub_attr: None,
+        },
+        filter: Box::new(ValFilter::And(Operands::pair(
+            element(inner)?,
+            element(outer)?,
+        ))),
+    }))
+}
+
+fn exp_path(exp: &AttrExp) -> &AttrPath {
+    match exp {
+        AttrExp::Present(p) | AttrExp::Comparison(p, _, _) => p,
+    }
 }
 
 /// `name` or `name.sub`, each an ATTRNAME that the grammar's lexer cannot
@@ -121,6 +158,72 @@ mod tests {
             r#"userName eq "ünïcødé ✓""#,
         ] {
             assert!(agrees(text).unwrap(), "{text} should take the simple path");
+        }
+    }
+
+    /// Whenever the simple parser answers a value path, the grammar gives
+    /// the same tree for the rewritten text.
+    fn agrees_folded(text: &str) -> bool {
+        let Some(simple) = parse(text) else {
+            return false;
+        };
+        let folded = super::super::fold_value_path_comparison(text).expect("rewritten");
+        assert_eq!(
+            Some(&simple),
+            folded.parse::<Filter>().ok().as_ref(),
+            "{text}"
+        );
+        true
+    }
+
+    #[test]
+    fn answers_entras_email_look_up_as_the_grammar_does() {
+        for text in [
+            r#"emails[type eq "work"].value eq "bjensen@example.com""#,
+            r#"emails[type EQ "work"].value EQ "B@x.org""#,
+            r#"addresses[type eq "work"].postalCode eq "12345""#,
+            r#"emails[primary eq true].value sw "b""#,
+            r#"emails[type pr].value eq "a""#,
+            r#"phoneNumbers[type eq "mobile"].value pr"#,
+        ] {
+            assert!(agrees_folded(text), "{text} should take the simple path");
+        }
+        for text in [
+            r#"emails[type eq "a]."].value eq "b""#,
+            r#"emails[type eq "work" and primary eq true].value eq "b""#,
+            r#"emails[type eq "work"].value eq "b" and active eq true"#,
+            r#"emails[type eq "work"].value eq "b" or userName eq "c""#,
+            r#"emails[type.x eq "work"].value eq "b""#,
+            r#"emails[type eq "work"].value.x eq "b""#,
+            r#"emails[type eq "work"]"#,
+            r#"emails[type eq "work"] and userName eq "b""#,
+            r#"urn:x:emails[type eq "work"].value eq "b""#,
+            r#"emails[type eq "work"].value eq "b"]"#,
+        ] {
+            assert!(parse(text).is_none(), "{text} should go to the grammar");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_disagrees_with_the_grammar_on_value_paths(
+            name in "[a-zA-Z][a-zA-Z0-9_-]{0,6}|not|pr|[a-z:.]{1,8}",
+            sub in "[a-zA-Z][a-z0-9]{0,4}|type\\.x|and",
+            op in "(?i:eq|ne|co|sw|gt|pr|xx)",
+            value in "\"[^\"\\\\\\]]{0,8}\"|true|null|\"a]\\.b\"|[0-9]{1,2}",
+            tail in "|\\]| and active eq true",
+        ) {
+            let cmp = |sub: &str| if op.eq_ignore_ascii_case("pr") {
+                format!("{sub} {op}")
+            } else {
+                format!("{sub} {op} {value}")
+            };
+            let text = format!("{name}[{}].{}{tail}", cmp(&sub), cmp("value"));
+            if let Some(simple) = parse(&text) {
+                let folded = super::super::fold_value_path_comparison(&text);
+                let full = folded.as_deref().and_then(|t| t.parse::<Filter>().ok());
+                prop_assert_eq!(Some(simple), full, "{:?}", text);
+            }
         }
     }
 
