@@ -109,10 +109,15 @@ const BY_ID_WITH_GROUPS: &str = with_groups_sql!(
 
 /// The resource holding a unique key (tenant `$1`, type `$2`, attribute
 /// `$3`, value `$4`) with its groups.
+///
+/// The resource is found through the key's `resource_id` alone; its tenant
+/// and type are checked after the read. With them in the WHERE clause,
+/// PostgreSQL with statistics older than a bulk load read the resource
+/// through `resources_by_type`, the whole tenant for every look-up (p50
+/// 35 ms at 10,000 users).
 const BY_KEY_WITH_GROUPS: &str = with_groups_sql!(
     "unique_keys u JOIN resources r ON r.id = u.resource_id",
-    "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4 \
-     AND r.tenant = $1 AND r.resource_type = $2",
+    "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4",
     "gm.member_id",
     "unique_keys u JOIN group_members gm ON gm.member_id = u.resource_id",
     "u.tenant = $1 AND u.resource_type = $2 AND u.attr = $3 AND u.value = $4 \
@@ -180,7 +185,7 @@ pub fn find_by_unique_key_with_groups(
     .bind::<Text, _>(&key.value)
     .returning::<WithGroupSql>()
     .load(c)?);
-    Ok(fold_groups(rows))
+    Ok(fold_groups(rows).filter(|(r, _)| r.tenant == tenant && r.resource_type == resource_type))
 }
 
 /// Reads one resource of a tenant whatever its type; `None` when it is gone.
