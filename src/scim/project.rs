@@ -183,7 +183,7 @@ impl Projection {
 }
 
 /// Whether a sub-attribute appears when its parent is returned whole.
-fn shown_by_default(returned: Returned) -> bool {
+pub(super) fn shown_by_default(returned: Returned) -> bool {
     matches!(returned, Returned::Always | Returned::Default)
 }
 

@@ -8,7 +8,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::schema::{AttrDef, ResourceType, Returned};
+use super::project::shown_by_default;
+use super::schema::{AttrDef, ResourceType};
 use crate::store::{GroupRef, MemberRow, ResourceRow};
 
 /// A resource read from the store with whatever side data was loaded.
@@ -180,11 +181,6 @@ fn whole_by_default(def: &AttrDef) -> bool {
             .sub_attributes
             .iter()
             .all(|s| shown_by_default(s.returned))
-}
-
-/// Whether the default projection shows what is `returned` so.
-fn shown_by_default(returned: Returned) -> bool {
-    matches!(returned, Returned::Always | Returned::Default)
 }
 
 /// A member of the response: stored text, or computed.
