@@ -175,20 +175,24 @@ async fn serve_takes_token_listen_and_database_from_the_environment() {
 #[tokio::test]
 async fn migrate_applies_migrations_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
-    for _ in 0..2 {
+    for run in 0..2 {
         let out = Command::new(BIN)
             .arg("migrate")
             .env(
                 "DATABASE_URL",
                 format!("sqlite://{}/m.db", dir.path().display()),
             )
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        if run == 0 {
+            assert!(log.contains("database migrations applied"), "{log}");
+            // A pipe is not a terminal: the text log carries no colour codes.
+            assert!(!log.contains('\u{1b}'), "{log:?}");
+        }
     }
     assert!(dir.path().join("m.db").exists());
 }
