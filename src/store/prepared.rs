@@ -41,8 +41,72 @@ use diesel::{QueryResult, RunQueryDsl};
 #[must_use = "a query runs only when executed or loaded"]
 pub struct Prepared<'f, DB: Backend, K = ByText, ST = Untyped> {
     sql: &'static str,
+    /// The parameters of `sql` in text order, when found at compile time
+    /// ([`prepared!`]); otherwise `sql` is searched on every execution.
+    params: Option<&'static [Param]>,
     binds: Vec<Box<dyn QueryFragment<DB> + Send + 'f>>,
     key: PhantomData<fn() -> (K, ST)>,
+}
+
+/// One occurrence of a parameter in a statement's text: bytes
+/// `start..end` are `$n`. `n` is 0 for a `$` without a number, which no
+/// bind can fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param {
+    start: usize,
+    end: usize,
+    n: usize,
+}
+
+/// The first parameter in `sql` at or after byte `from`.
+const fn next_param(sql: &[u8], from: usize) -> Option<Param> {
+    let mut start = from;
+    while start < sql.len() && sql[start] != b'$' {
+        start += 1;
+    }
+    if start == sql.len() {
+        return None;
+    }
+    let mut end = start + 1;
+    let mut n = 0;
+    while end < sql.len() && sql[end].is_ascii_digit() {
+        n = n * 10 + (sql[end] - b'0') as usize;
+        end += 1;
+    }
+    Some(Param { start, end, n })
+}
+
+/// How many parameters `sql` holds (occurrences, not distinct numbers).
+pub const fn param_count(sql: &str) -> usize {
+    let mut count = 0;
+    let mut from = 0;
+    while let Some(p) = next_param(sql.as_bytes(), from) {
+        count += 1;
+        from = p.end;
+    }
+    count
+}
+
+/// The `N` parameters of `sql` in text order; evaluated at compile time by
+/// [`prepared!`], where a `$` without a number fails the build.
+pub const fn params<const N: usize>(sql: &str) -> [Param; N] {
+    let mut out = [Param {
+        start: 0,
+        end: 0,
+        n: 0,
+    }; N];
+    let mut from = 0;
+    let mut i = 0;
+    while let Some(p) = next_param(sql.as_bytes(), from) {
+        assert!(
+            p.n > 0,
+            "a `$` in a prepared statement is not followed by a number"
+        );
+        out[i] = p;
+        i += 1;
+        from = p.end;
+    }
+    out
 }
 
 /// How diesel's statement cache finds a [`Prepared`] statement.
@@ -65,16 +129,22 @@ pub fn prepared<'f, DB: Backend>(sql: &'static str) -> Prepared<'f, DB> {
 }
 
 /// The constant statement `$sql` as [`prepared`], cached under a type of
-/// this call site's own, so that a call neither builds nor hashes its text.
-/// `$sql` must be a constant expression (a literal, `concat!`, a `const`).
+/// this call site's own, so that a call neither builds nor hashes its text,
+/// and with its parameters found at compile time, so that binding a call's
+/// values does not search the text either (diesel walks a query twice per
+/// execution). `$sql` must be a constant expression (a literal, `concat!`,
+/// a `const`).
 macro_rules! prepared_const {
     ($sql:expr $(,)?) => {{
         const SQL: &str = $sql;
+        const N: usize = $crate::store::prepared::param_count(SQL);
+        static PARAMS: [$crate::store::prepared::Param; N] =
+            $crate::store::prepared::params::<N>(SQL);
         enum Site {}
         impl $crate::store::prepared::CacheKey for Site {
             const BY_TYPE: bool = true;
         }
-        $crate::store::prepared::Prepared::<_, Site>::keyed(SQL)
+        $crate::store::prepared::Prepared::<_, Site>::keyed(SQL).with_params(&PARAMS)
     }};
 }
 pub(crate) use prepared_const as prepared;
@@ -84,8 +154,19 @@ impl<'f, DB: Backend, K: CacheKey> Prepared<'f, DB, K> {
     pub fn keyed(sql: &'static str) -> Self {
         Prepared {
             sql,
+            params: None,
             binds: Vec::new(),
             key: PhantomData,
+        }
+    }
+
+    /// The same statement with its parameters already found: `params` must
+    /// be what [`params`] finds in its text.
+    pub fn with_params(self, params: &'static [Param]) -> Self {
+        debug_assert_eq!(params.len(), param_count(self.sql));
+        Prepared {
+            params: Some(params),
+            ..self
         }
     }
 
@@ -93,6 +174,7 @@ impl<'f, DB: Backend, K: CacheKey> Prepared<'f, DB, K> {
     pub fn returning<ST>(self) -> Prepared<'f, DB, K, ST> {
         Prepared {
             sql: self.sql,
+            params: self.params,
             binds: self.binds,
             key: PhantomData,
         }
@@ -136,23 +218,23 @@ impl<DB: Backend, K, ST> QueryFragment<DB> for Prepared<'_, DB, K, ST> {
     /// is a `&'static str`, so the cache stays bounded by the statements
     /// compiled into the binary.
     fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let mut rest = self.sql;
-        while let Some(at) = rest.find('$') {
-            pass.push_sql(&rest[..at]);
-            let digits = rest[at + 1..]
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len() - at - 1);
-            let n: usize = rest[at + 1..at + 1 + digits]
-                .parse()
-                .map_err(|_| unbound(self.sql))?;
-            let bind = n
+        let mut from = 0;
+        for i in 0.. {
+            let param = match self.params {
+                Some(list) => list.get(i).copied(),
+                None => next_param(self.sql.as_bytes(), from),
+            };
+            let Some(param) = param else { break };
+            pass.push_sql(&self.sql[from..param.start]);
+            let bind = param
+                .n
                 .checked_sub(1)
                 .and_then(|i| self.binds.get(i))
                 .ok_or_else(|| unbound(self.sql))?;
             bind.walk_ast(pass.reborrow())?;
-            rest = &rest[at + 1 + digits..];
+            from = param.end;
         }
-        pass.push_sql(rest);
+        pass.push_sql(&self.sql[from..]);
         Ok(())
     }
 }
@@ -268,6 +350,29 @@ mod tests {
             let err = prepared(sql).bind::<BigInt, _>(1i64).load::<Row>(&mut c);
             assert!(err.is_err(), "{sql}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn parameters_found_at_compile_time_bind_as_those_found_at_run_time() -> anyhow::Result<()> {
+        const STATEMENT: &str = "SELECT $2 - $1 + $2 + $10 AS n";
+        assert_eq!(
+            super::params::<4>(STATEMENT).map(|p| (&STATEMENT[p.start..p.end], p.n)),
+            [("$2", 2), ("$1", 1), ("$2", 2), ("$10", 10)]
+        );
+        let mut c = SqliteConnection::establish(":memory:")?;
+        let mut fixed = crate::store::prepared::prepared!(STATEMENT);
+        let mut searched = prepared(STATEMENT);
+        for v in 1..=10i64 {
+            fixed = fixed.bind::<BigInt, _>(v);
+            searched = searched.bind::<BigInt, _>(v);
+        }
+        let (fixed, searched): (Vec<Row>, Vec<Row>) = (fixed.load(&mut c)?, searched.load(&mut c)?);
+        assert_eq!(
+            fixed.iter().map(|r| r.n).collect::<Vec<_>>(),
+            [2 - 1 + 2 + 10]
+        );
+        assert_eq!(searched.iter().map(|r| r.n).collect::<Vec<_>>(), [13]);
         Ok(())
     }
 }
