@@ -53,14 +53,17 @@ pub fn render(rt: &ResourceType, stored: &Stored, base: &str) -> Map<String, Val
         .skip(at + 1)
         .position(|k| k.starts_with("urn:"))
         .map_or(out.len(), |p| p + at + 1);
-    if let Some(members) = members(stored, base) {
-        out.shift_insert(at, "members".into(), members);
+    let list = |refs: Vec<Ref<'_>>| Value::Array(refs.iter().map(|r| r.value(base)).collect());
+    if let Some(members) = member_refs(stored) {
+        out.shift_insert(at, "members".into(), list(members));
         at += 1;
     }
-    if let Some(groups) = groups(stored, base) {
-        out.shift_insert(at, "groups".into(), groups);
+    if let Some(groups) = group_refs(stored) {
+        out.shift_insert(at, "groups".into(), list(groups));
     }
-    out.insert("meta".into(), meta(rt, row, base));
+    // MetaOut's members are strings: it always converts.
+    let meta = serde_json::to_value(meta_out(rt, row, base)).unwrap_or_default();
+    out.insert("meta".into(), meta);
     out
 }
 
@@ -91,43 +94,14 @@ pub fn render_default(rt: &ResourceType, stored: &Stored, base: &str) -> Option<
         .skip(at + 1)
         .position(|(k, _)| k.starts_with("urn:"))
         .map_or(out.len(), |p| p + at + 1);
-    if let Some(list) = &stored.members {
-        let refs = list.iter().map(|m| Ref {
-            id: &m.member_id,
-            endpoint: if m.member_type == "Group" {
-                "Groups"
-            } else {
-                "Users"
-            },
-            display: m.display.as_deref(),
-            kind: &m.member_type,
-        });
-        if let Some(piece) = ref_piece(rt, "members", refs.collect(), base) {
-            out.insert(at, ("members".into(), piece));
-            at += 1;
-        }
+    if let Some(piece) = member_refs(stored).and_then(|r| ref_piece(rt, "members", r, base)) {
+        out.insert(at, ("members".into(), piece));
+        at += 1;
     }
-    if let Some(list) = stored.groups.as_ref().filter(|g| !g.is_empty()) {
-        let refs = list.iter().map(|g| Ref {
-            id: &g.group_id,
-            endpoint: "Groups",
-            display: g.display.as_deref(),
-            kind: "direct",
-        });
-        if let Some(piece) = ref_piece(rt, "groups", refs.collect(), base) {
-            out.insert(at, ("groups".into(), piece));
-        }
+    if let Some(piece) = group_refs(stored).and_then(|r| ref_piece(rt, "groups", r, base)) {
+        out.insert(at, ("groups".into(), piece));
     }
-    out.push((
-        "meta".into(),
-        Piece::Meta(MetaOut {
-            resource_type: rt.name,
-            created: &row.created,
-            last_modified: &row.last_modified,
-            location: location(rt, row, base),
-            version: etag(row.version),
-        }),
-    ));
+    out.push(("meta".into(), Piece::Meta(meta_out(rt, row, base))));
     let mut buf = Vec::with_capacity(row.data.len() + 256);
     buf.push(b'{');
     for (i, (key, piece)) in out.iter().enumerate() {
@@ -199,6 +173,63 @@ struct Ref<'a> {
     kind: &'a str,
 }
 
+impl Ref<'_> {
+    /// The referenced resource's URL.
+    fn href(&self, base: &str) -> String {
+        format!("{base}/{}/{}", self.endpoint, self.id)
+    }
+
+    /// The reference with every sub-attribute: `value`, `$ref`, `display`
+    /// when known, `type` (the general path; the projection drops what it
+    /// must).
+    fn value(&self, base: &str) -> Value {
+        let mut v = Map::with_capacity(4);
+        v.insert("value".into(), Value::String(self.id.to_string()));
+        v.insert("$ref".into(), Value::String(self.href(base)));
+        if let Some(d) = self.display {
+            v.insert("display".into(), Value::String(d.to_string()));
+        }
+        v.insert("type".into(), Value::String(self.kind.to_string()));
+        Value::Object(v)
+    }
+}
+
+/// A group's `members`, when they were loaded (an empty list included).
+fn member_refs(stored: &Stored) -> Option<Vec<Ref<'_>>> {
+    let members = stored.members.as_ref()?;
+    Some(
+        members
+            .iter()
+            .map(|m| Ref {
+                id: &m.member_id,
+                endpoint: if m.member_type == "Group" {
+                    "Groups"
+                } else {
+                    "Users"
+                },
+                display: m.display.as_deref(),
+                kind: &m.member_type,
+            })
+            .collect(),
+    )
+}
+
+/// A user's `groups`, when they were loaded and there are any.
+fn group_refs(stored: &Stored) -> Option<Vec<Ref<'_>>> {
+    let groups = stored.groups.as_ref().filter(|g| !g.is_empty())?;
+    Some(
+        groups
+            .iter()
+            .map(|g| Ref {
+                id: &g.group_id,
+                endpoint: "Groups",
+                display: g.display.as_deref(),
+                kind: "direct",
+            })
+            .collect(),
+    )
+}
+
 /// A reference as the default projection shows it: each sub-attribute
 /// that is not, by the schema, `returned: never` or `request` (a group
 /// member's `display`, say) is written.
@@ -237,7 +268,7 @@ fn ref_piece<'a>(
         refs.into_iter()
             .map(|r| RefOut {
                 value: value.then_some(r.id),
-                href: href.then(|| format!("{base}/{}/{}", r.endpoint, r.id)),
+                href: href.then(|| r.href(base)),
                 display: r.display.filter(|_| display),
                 kind: kind.then_some(r.kind),
             })
@@ -245,7 +276,7 @@ fn ref_piece<'a>(
     ))
 }
 
-/// `meta` as written by [`render_default`]; the same members as [`meta`].
+/// `meta`: resource type, timestamps, location and version.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MetaOut<'a> {
@@ -304,74 +335,20 @@ impl<'de> Deserialize<'de> for CowStr<'de> {
     }
 }
 
-/// Group `members` as references, when they were loaded.
-fn members(stored: &Stored, base: &str) -> Option<Value> {
-    let members = stored.members.as_ref()?;
-    let list = members
-        .iter()
-        .map(|m| {
-            let endpoint = if m.member_type == "Group" {
-                "Groups"
-            } else {
-                "Users"
-            };
-            reference(
-                &m.member_id,
-                format!("{base}/{endpoint}/{}", m.member_id),
-                m.display.as_deref(),
-                &m.member_type,
-            )
-        })
-        .collect();
-    Some(Value::Array(list))
-}
-
-/// A user's `groups` as references, when loaded and not empty.
-fn groups(stored: &Stored, base: &str) -> Option<Value> {
-    let groups = stored.groups.as_ref().filter(|g| !g.is_empty())?;
-    let list = groups
-        .iter()
-        .map(|g| {
-            reference(
-                &g.group_id,
-                format!("{base}/Groups/{}", g.group_id),
-                g.display.as_deref(),
-                "direct",
-            )
-        })
-        .collect();
-    Some(Value::Array(list))
-}
-
-/// `meta`: resource type, timestamps, location and version.
-fn meta(rt: &ResourceType, row: &ResourceRow, base: &str) -> Value {
-    let mut meta = Map::with_capacity(5);
-    meta.insert("resourceType".into(), Value::String(rt.name.to_string()));
-    meta.insert("created".into(), Value::String(row.created.clone()));
-    meta.insert(
-        "lastModified".into(),
-        Value::String(row.last_modified.clone()),
-    );
-    meta.insert("location".into(), Value::String(location(rt, row, base)));
-    meta.insert("version".into(), Value::String(etag(row.version)));
-    Value::Object(meta)
+/// A stored resource's `meta`.
+fn meta_out<'a>(rt: &'a ResourceType, row: &'a ResourceRow, base: &str) -> MetaOut<'a> {
+    MetaOut {
+        resource_type: rt.name,
+        created: &row.created,
+        last_modified: &row.last_modified,
+        location: location(rt, row, base),
+        version: etag(row.version),
+    }
 }
 
 /// A resource's URL.
 pub fn location(rt: &ResourceType, row: &ResourceRow, base: &str) -> String {
     format!("{base}{}/{}", rt.endpoint, row.id)
-}
-
-/// A member or group reference: `value`, `$ref`, `display` when known, `type`.
-fn reference(id: &str, href: String, display: Option<&str>, kind: &str) -> Value {
-    let mut v = Map::with_capacity(4);
-    v.insert("value".into(), Value::String(id.to_string()));
-    v.insert("$ref".into(), Value::String(href));
-    if let Some(d) = display {
-        v.insert("display".into(), Value::String(d.to_string()));
-    }
-    v.insert("type".into(), Value::String(kind.to_string()));
-    Value::Object(v)
 }
 
 #[cfg(test)]
