@@ -15,6 +15,8 @@ use crate::error::ScimError;
 
 mod simple;
 
+pub(crate) use simple::attr_path as simple_attr_path;
+
 /// How long and how deeply nested a filter may be: a client's filter is
 /// parsed and evaluated per request, so both are bounded before parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -272,9 +272,8 @@ fn apply_path(
     path: &str,
     value: Option<&Value>,
 ) -> Result<(), ScimError> {
-    let parsed: PatchPath = path
-        .parse()
-        .map_err(|_| ScimError::invalid_path(format!("'{path}' is not a valid PATCH path.")))?;
+    let parsed = super::path::parse_patch_path(path)
+        .ok_or_else(|| ScimError::invalid_path(format!("'{path}' is not a valid PATCH path.")))?;
     let undefined = || {
         ScimError::invalid_path(format!(
             "Attribute '{path}' is not defined for {} resources.",

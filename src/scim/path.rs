@@ -55,11 +55,20 @@ pub fn resolve_str<'a>(rt: &'a ResourceType, s: &str) -> Result<Target<'a>, Scim
 /// Parses `[urn:]name[.sub]` (also a bare extension URN).
 pub fn parse_attr_path(s: &str) -> Result<AttrPath, ScimError> {
     let s = s.trim();
-    match s.parse::<scim_v2::filter::PatchPath>() {
-        Ok(scim_v2::filter::PatchPath::Attr(p)) => Ok(p),
+    match parse_patch_path(s) {
+        Some(scim_v2::filter::PatchPath::Attr(p)) => Ok(p),
         _ => Err(ScimError::invalid_path(format!(
             "'{s}' is not a valid attribute path."
         ))),
+    }
+}
+
+/// Parses a PATCH path: the common `name[.sub]` directly, anything else
+/// (a URN, a value filter) with the grammar. `None` when it is not valid.
+pub fn parse_patch_path(s: &str) -> Option<scim_v2::filter::PatchPath> {
+    match crate::scim::filter::simple_attr_path(s) {
+        Some(p) => Some(scim_v2::filter::PatchPath::Attr(p)),
+        None => s.parse().ok(),
     }
 }
 

@@ -78,8 +78,10 @@ fn exp_path(exp: &AttrExp) -> &AttrPath {
 }
 
 /// `name` or `name.sub`, each an ATTRNAME that the grammar's lexer cannot
-/// take for a keyword or a literal.
-fn attr_path(text: &str) -> Option<AttrPath> {
+/// take for a keyword or a literal. Also the path of most PATCH operations
+/// (`title`, `name.givenName`), which the grammar parsed inside the
+/// writer's transaction, building its lexer's regex cache every time.
+pub(crate) fn attr_path(text: &str) -> Option<AttrPath> {
     let (name, sub_attr) = match text.split_once('.') {
         Some((name, sub)) => (name, Some(attr_name(sub)?.to_string())),
         None => (text, None),
@@ -224,6 +226,37 @@ mod tests {
                 let full = folded.as_deref().and_then(|t| t.parse::<Filter>().ok());
                 prop_assert_eq!(Some(simple), full, "{:?}", text);
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn an_attribute_path_is_what_the_patch_path_grammar_gives(
+            text in "[a-zA-Z][a-zA-Z0-9_-]{0,6}(\\.[a-zA-Z$][a-zA-Z0-9_-]{0,4})?|not|pr|eq|[a-z:.]{1,8}|a\\.b\\.c|a b|1x",
+        ) {
+            if let Some(simple) = attr_path(&text) {
+                let full = text.parse::<scim_v2::filter::PatchPath>().ok();
+                prop_assert_eq!(Some(scim_v2::filter::PatchPath::Attr(simple)), full, "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn takes_the_paths_idps_patch() {
+        for text in ["title", "name.givenName", "active", "emails", "x-y_z"] {
+            let simple = attr_path(text).map(scim_v2::filter::PatchPath::Attr);
+            assert_eq!(simple, text.parse().ok(), "{text}");
+            assert!(simple.is_some(), "{text}");
+        }
+        for text in [
+            "urn:x:y",
+            "emails[type eq \"work\"]",
+            "a.b.c",
+            " title",
+            "and",
+            "$ref",
+        ] {
+            assert!(attr_path(text).is_none(), "{text} should go to the grammar");
         }
     }
 
