@@ -40,7 +40,12 @@ use diesel::{QueryResult, RunQueryDsl};
 /// names for every field of every row.
 #[must_use = "a query runs only when executed or loaded"]
 pub struct Prepared<'f, DB: Backend, K = ByText, ST = Untyped> {
-    sql: &'static str,
+    sql: &'f str,
+    /// Whether diesel may keep the statement prepared: always for the
+    /// `&'static str` texts of [`prepared`] and [`prepared!`], never for
+    /// [`uncached`] ones (text built at run time, which could grow the
+    /// cache without bound).
+    cached: bool,
     /// The parameters of `sql` in text order, when found at compile time
     /// ([`prepared!`]); otherwise `sql` is searched on every execution.
     params: Option<&'static [Param]>,
@@ -128,6 +133,18 @@ pub fn prepared<'f, DB: Backend>(sql: &'static str) -> Prepared<'f, DB> {
     Prepared::keyed(sql)
 }
 
+/// The statement `sql`, built at run time, as [`prepared`] but prepared
+/// anew on every execution and never kept in diesel's statement cache.
+pub fn uncached<'f, DB: Backend>(sql: &'f str) -> Prepared<'f, DB> {
+    Prepared {
+        sql,
+        cached: false,
+        params: None,
+        binds: Vec::new(),
+        key: PhantomData,
+    }
+}
+
 /// The constant statement `$sql` as [`prepared`], cached under a type of
 /// this call site's own, so that a call neither builds nor hashes its text,
 /// and with its parameters found at compile time, so that binding a call's
@@ -154,6 +171,7 @@ impl<'f, DB: Backend, K: CacheKey> Prepared<'f, DB, K> {
     pub fn keyed(sql: &'static str) -> Self {
         Prepared {
             sql,
+            cached: true,
             params: None,
             binds: Vec::new(),
             key: PhantomData,
@@ -174,6 +192,7 @@ impl<'f, DB: Backend, K: CacheKey> Prepared<'f, DB, K> {
     pub fn returning<ST>(self) -> Prepared<'f, DB, K, ST> {
         Prepared {
             sql: self.sql,
+            cached: self.cached,
             params: self.params,
             binds: self.binds,
             key: PhantomData,
@@ -214,10 +233,13 @@ where
 }
 
 impl<DB: Backend, K, ST> QueryFragment<DB> for Prepared<'_, DB, K, ST> {
-    /// Never marks itself unsafe to cache (what `sql_query` does): the text
-    /// is a `&'static str`, so the cache stays bounded by the statements
-    /// compiled into the binary.
+    /// Marks itself unsafe to cache (what `sql_query` does) only when
+    /// [`uncached`]: a `&'static str` text keeps the cache bounded by the
+    /// statements compiled into the binary (or admitted by the caller).
     fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if !self.cached {
+            pass.unsafe_to_cache_prepared();
+        }
         let mut from = 0;
         for i in 0.. {
             let param = match self.params {

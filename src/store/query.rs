@@ -14,12 +14,20 @@
 //! an anti-join, where `NOT IN` over a large set degrades to a per-row scan.
 //! Every leaf is two-valued (never NULL), so `NOT` means what it says.
 //! Every value is a bound parameter; only identifiers of our own are spliced.
+//!
+//! So the text depends only on the filter's shape, and the few shapes IdPs
+//! send over and over (Entra's e-mail look-up, say) stay prepared: the first
+//! [`MAX_ADMITTED`] texts without a long id list are kept in diesel's
+//! statement cache. Preparing was two fifths of such a request (callgrind). Any
+//! other text is prepared for each execution, so the cache stays bounded
+//! whatever filters clients send.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
 
 use super::StoreError;
 use super::connection::AnyConnection;
+use super::prepared::{prepared, uncached};
 use super::resources::ResourceRow;
 
 /// A condition on a resource row.
@@ -189,11 +197,45 @@ enum Bind {
     Int(i64),
 }
 
-/// SQL text under construction, with its binds.
+/// SQL text under construction, with its binds: parameters are written
+/// `$1`, `$2`, … as [`prepared`] reads them, whatever the backend.
 struct Sql {
     pg: bool,
     text: String,
     binds: Vec<Bind>,
+    /// Whether the text holds a list of ids longer than [`MAX_KEPT_LIST`]:
+    /// such a text is never admitted to the statement cache.
+    lists: bool,
+}
+
+/// Dynamic statement texts kept prepared, at most.
+const MAX_ADMITTED: usize = 32;
+/// Longest id list a text kept prepared may hold: a page found by the
+/// evaluator (Entra's e-mail look-up) is a short list of ids, a different
+/// text for every length.
+const MAX_KEPT_LIST: usize = 4;
+/// Longest dynamic statement text kept prepared.
+const MAX_ADMITTED_LEN: usize = 8 * 1024;
+
+/// The dynamic statement texts admitted to diesel's statement cache. Each
+/// is leaked once, which bounds what this holds to [`MAX_ADMITTED`] texts.
+static ADMITTED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
+/// `text` as a `&'static str` diesel may keep prepared: the admitted copy,
+/// or a new one while fewer than [`MAX_ADMITTED`] are; `None` otherwise.
+fn admitted(text: &str) -> Option<&'static str> {
+    let mut all = ADMITTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(found) = all.iter().find(|t| **t == text) {
+        return Some(found);
+    }
+    if all.len() >= MAX_ADMITTED || text.len() > MAX_ADMITTED_LEN {
+        return None;
+    }
+    let kept: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    all.push(kept);
+    Some(kept)
 }
 
 impl Sql {
@@ -202,6 +244,7 @@ impl Sql {
             pg: matches!(conn, AnyConnection::Postgresql(_)),
             text: String::new(),
             binds: Vec::new(),
+            lists: false,
         }
     }
 
@@ -220,11 +263,8 @@ impl Sql {
     }
 
     fn placeholder(&mut self) {
-        if self.pg {
-            self.text.push_str(&format!("${}", self.binds.len()));
-        } else {
-            self.text.push('?');
-        }
+        use std::fmt::Write;
+        let _ = write!(self.text, "${}", self.binds.len());
     }
 
     /// `WHERE` for one tenant's resources of one type passing `pred`.
@@ -339,6 +379,7 @@ impl Sql {
                     return self.pred(&Pred::False, neg, tenant, rtype);
                 }
                 self.push(if neg { "r.id NOT IN (" } else { "r.id IN (" });
+                self.lists |= ids.len() > MAX_KEPT_LIST;
                 for (i, id) in ids.iter().enumerate() {
                     if i > 0 {
                         self.push(", ");
@@ -400,6 +441,7 @@ impl Sql {
             }
             Pred::Ids(ids) => {
                 self.push("SELECT r2.id FROM resources r2 WHERE r2.id IN (");
+                self.lists |= ids.len() > MAX_KEPT_LIST;
                 for (i, id) in ids.iter().enumerate() {
                     if i > 0 {
                         self.push(", ");
@@ -577,28 +619,24 @@ impl Sql {
     where
         T: QueryableByName<diesel::sqlite::Sqlite> + QueryableByName<diesel::pg::Pg> + 'static,
     {
-        match conn {
-            AnyConnection::Sqlite(c) => {
-                let mut q = diesel::sql_query(self.text).into_boxed::<diesel::sqlite::Sqlite>();
-                for b in self.binds {
-                    q = match b {
-                        Bind::Text(s) => q.bind::<Text, _>(s),
-                        Bind::Int(i) => q.bind::<BigInt, _>(i),
-                    };
-                }
-                Ok(q.load(c)?)
+        let kept = if self.lists {
+            None
+        } else {
+            admitted(&self.text)
+        };
+        Ok(on_backend!(conn, c => {
+            let mut q = match kept {
+                Some(text) => prepared(text),
+                None => uncached(&self.text),
+            };
+            for b in &self.binds {
+                q = match b {
+                    Bind::Text(s) => q.bind::<Text, _>(s.as_str()),
+                    Bind::Int(i) => q.bind::<BigInt, _>(*i),
+                };
             }
-            AnyConnection::Postgresql(c) => {
-                let mut q = diesel::sql_query(self.text).into_boxed::<diesel::pg::Pg>();
-                for b in self.binds {
-                    q = match b {
-                        Bind::Text(s) => q.bind::<Text, _>(s),
-                        Bind::Int(i) => q.bind::<BigInt, _>(i),
-                    };
-                }
-                Ok(q.load(c)?)
-            }
-        }
+            q.load(c)?
+        }))
     }
 }
 
@@ -814,6 +852,70 @@ mod tests {
         assert_eq!(successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
         assert_eq!(successor("\u{10FFFF}"), None);
         assert_eq!(successor(""), None);
+    }
+
+    /// Counts the statements a connection keeps prepared.
+    struct Kept(std::sync::Arc<std::sync::Mutex<usize>>);
+
+    impl diesel::connection::Instrumentation for Kept {
+        fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+            if let diesel::connection::InstrumentationEvent::CacheQuery { .. } = event
+                && let Ok(mut n) = self.0.lock()
+            {
+                *n += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn a_filter_shape_stays_prepared_and_a_long_id_list_does_not() -> anyhow::Result<()> {
+        let mut sqlite = diesel::SqliteConnection::establish(":memory:")?;
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(0));
+        sqlite.set_instrumentation(Kept(kept.clone()));
+        let mut conn = AnyConnection::Sqlite(sqlite);
+        crate::store::run_migrations(&mut conn)?;
+        let count = || {
+            *kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let before = count();
+        let email = |v: &str| Pred::Index {
+            attr: "emails.value".into(),
+            test: Test::Eq(v.into()),
+        };
+        for v in ["a@x.example", "b@x.example", "c@x.example"] {
+            let found =
+                find_candidates(&mut conn, "t", "User", (&email(v), &Pred::False), None, 10)?;
+            assert!(found.is_empty());
+        }
+        assert_eq!(count() - before, 1, "one shape, prepared once");
+        let ids = |n: usize| Pred::Ids((0..n).map(|i| format!("id-{i}")).collect());
+        for n in [1, 2, 1, 2] {
+            let found = find_candidates(&mut conn, "t", "User", (&ids(n), &ids(n)), None, 10)?;
+            assert!(found.is_empty());
+        }
+        assert_eq!(count() - before, 3, "a short id list, one text per length");
+        for n in [MAX_KEPT_LIST + 1, MAX_KEPT_LIST + 2, MAX_KEPT_LIST + 1] {
+            let found = find_candidates(&mut conn, "t", "User", (&ids(n), &ids(n)), None, 10)?;
+            assert!(found.is_empty());
+        }
+        assert_eq!(count() - before, 3, "long id lists are never kept prepared");
+        Ok(())
+    }
+
+    #[test]
+    fn admission_stops_at_its_bound() {
+        let texts: Vec<String> = (0..MAX_ADMITTED + 5)
+            .map(|i| format!("SELECT {i} AS admission_test"))
+            .collect();
+        let admitted_now = texts.iter().filter(|t| admitted(t).is_some()).count();
+        assert!(admitted_now <= MAX_ADMITTED, "{admitted_now}");
+        assert!(admitted(&texts[MAX_ADMITTED + 4]).is_none());
+        // An admitted text is found again, as the same leaked copy.
+        let first = admitted(&texts[0]);
+        assert!(first.is_some() && std::ptr::eq(first.unwrap(), admitted(&texts[0]).unwrap()));
+        assert!(admitted(&"x".repeat(MAX_ADMITTED_LEN + 1)).is_none());
     }
 
     #[test]
