@@ -15,12 +15,12 @@
 //! Every leaf is two-valued (never NULL), so `NOT` means what it says.
 //! Every value is a bound parameter; only identifiers of our own are spliced.
 //!
-//! So the text depends only on the filter's shape, and the few shapes IdPs
-//! send over and over (Entra's e-mail look-up, say) stay prepared: the first
-//! [`MAX_ADMITTED`] texts without a long id list are kept in diesel's
-//! statement cache. Preparing was two fifths of such a request (callgrind). Any
-//! other text is prepared for each execution, so the cache stays bounded
-//! whatever filters clients send.
+//! So the text depends only on the filter's shape, and on SQLite the few
+//! shapes IdPs send over and over (Entra's e-mail look-up, say) stay
+//! prepared: the first [`MAX_ADMITTED`] texts without a long id list are
+//! kept in diesel's statement cache. Preparing was two fifths of such a
+//! request (callgrind). Any other text is prepared for each execution, so
+//! the cache stays bounded whatever filters clients send.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
@@ -619,7 +619,12 @@ impl Sql {
     where
         T: QueryableByName<diesel::sqlite::Sqlite> + QueryableByName<diesel::pg::Pg> + 'static,
     {
-        let kept = if self.lists {
+        // PostgreSQL plans a statement it keeps prepared without its values
+        // after a few executions (a generic plan), which a LIMIT or a
+        // skewed attribute can make much worse; an unnamed statement is
+        // planned for its values every time. SQLite's plans never depend
+        // on the values (it is built with the planner stability guarantee).
+        let kept = if self.lists || self.pg {
             None
         } else {
             admitted(&self.text)
