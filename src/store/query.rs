@@ -216,6 +216,10 @@ const MAX_ADMITTED: usize = 32;
 const MAX_KEPT_LIST: usize = 4;
 /// Longest dynamic statement text kept prepared.
 const MAX_ADMITTED_LEN: usize = 8 * 1024;
+/// Most parameters of a dynamic statement kept prepared. A long `or`
+/// chain or list in a filter has as many texts as it has lengths; the
+/// shapes IdPs repeat have a handful of parameters.
+const MAX_ADMITTED_BINDS: usize = 12;
 
 /// The dynamic statement texts admitted to diesel's statement cache. Each
 /// is leaked once, which bounds what this holds to [`MAX_ADMITTED`] texts.
@@ -224,7 +228,12 @@ static ADMITTED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec
 /// `text` as a `&'static str` diesel may keep prepared: the admitted copy,
 /// or a new one while fewer than [`MAX_ADMITTED`] are; `None` otherwise.
 fn admitted(text: &str) -> Option<&'static str> {
-    let mut all = ADMITTED
+    admit(&ADMITTED, text)
+}
+
+/// [`admitted`] over the list `into`.
+fn admit(into: &std::sync::Mutex<Vec<&'static str>>, text: &str) -> Option<&'static str> {
+    let mut all = into
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(found) = all.iter().find(|t| **t == text) {
@@ -624,7 +633,7 @@ impl Sql {
         // skewed attribute can make much worse; an unnamed statement is
         // planned for its values every time. SQLite's plans never depend
         // on the values (it is built with the planner stability guarantee).
-        let kept = if self.lists || self.pg {
+        let kept = if self.lists || self.pg || self.binds.len() > MAX_ADMITTED_BINDS {
             None
         } else {
             admitted(&self.text)
@@ -911,16 +920,53 @@ mod tests {
 
     #[test]
     fn admission_stops_at_its_bound() {
+        // A list of its own: the process-wide one is shared with the other
+        // tests when they run as threads of one process (`cargo test`).
+        static LIST: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
         let texts: Vec<String> = (0..MAX_ADMITTED + 5)
             .map(|i| format!("SELECT {i} AS admission_test"))
             .collect();
-        let admitted_now = texts.iter().filter(|t| admitted(t).is_some()).count();
-        assert!(admitted_now <= MAX_ADMITTED, "{admitted_now}");
-        assert!(admitted(&texts[MAX_ADMITTED + 4]).is_none());
+        let admitted_now = texts.iter().filter(|t| admit(&LIST, t).is_some()).count();
+        assert_eq!(admitted_now, MAX_ADMITTED);
+        assert!(admit(&LIST, &texts[MAX_ADMITTED + 4]).is_none());
         // An admitted text is found again, as the same leaked copy.
-        let first = admitted(&texts[0]);
-        assert!(first.is_some() && std::ptr::eq(first.unwrap(), admitted(&texts[0]).unwrap()));
-        assert!(admitted(&"x".repeat(MAX_ADMITTED_LEN + 1)).is_none());
+        let first = admit(&LIST, &texts[0]);
+        assert!(first.is_some_and(|f| admit(&LIST, &texts[0]).is_some_and(|g| std::ptr::eq(f, g))));
+        static SHORT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+        assert!(admit(&SHORT, &"x".repeat(MAX_ADMITTED_LEN + 1)).is_none());
+    }
+
+    #[test]
+    fn a_long_or_chain_is_not_kept_prepared() -> anyhow::Result<()> {
+        let mut sqlite = diesel::SqliteConnection::establish(":memory:")?;
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(0));
+        sqlite.set_instrumentation(Kept(kept.clone()));
+        let mut conn = AnyConnection::Sqlite(sqlite);
+        crate::store::run_migrations(&mut conn)?;
+        let count = || {
+            *kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let before = count();
+        for n in [MAX_ADMITTED_BINDS, MAX_ADMITTED_BINDS + 1] {
+            let chain = Pred::Or(
+                (0..n)
+                    .map(|i| Pred::Index {
+                        attr: "username".into(),
+                        test: Test::Eq(format!("user{i}")),
+                    })
+                    .collect(),
+            );
+            let found = find_candidates(&mut conn, "t", "User", (&chain, &chain), None, 10)?;
+            assert!(found.is_empty());
+        }
+        assert_eq!(
+            count() - before,
+            0,
+            "or chains of many terms stay unprepared"
+        );
+        Ok(())
     }
 
     #[test]
