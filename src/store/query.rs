@@ -881,18 +881,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_filter_shape_stays_prepared_and_a_long_id_list_does_not() -> anyhow::Result<()> {
+    /// A migrated in-memory SQLite connection and the count of statements
+    /// it has kept prepared.
+    fn counting() -> anyhow::Result<(AnyConnection, impl Fn() -> usize)> {
         let mut sqlite = diesel::SqliteConnection::establish(":memory:")?;
         let kept = std::sync::Arc::new(std::sync::Mutex::new(0));
         sqlite.set_instrumentation(Kept(kept.clone()));
         let mut conn = AnyConnection::Sqlite(sqlite);
         crate::store::run_migrations(&mut conn)?;
-        let count = || {
+        let count = move || {
             *kept
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
+        Ok((conn, count))
+    }
+
+    #[test]
+    fn a_filter_shape_stays_prepared_and_a_long_id_list_does_not() -> anyhow::Result<()> {
+        let (mut conn, count) = counting()?;
         let before = count();
         let email = |v: &str| Pred::Index {
             attr: "emails.value".into(),
@@ -938,16 +945,7 @@ mod tests {
 
     #[test]
     fn a_long_or_chain_is_not_kept_prepared() -> anyhow::Result<()> {
-        let mut sqlite = diesel::SqliteConnection::establish(":memory:")?;
-        let kept = std::sync::Arc::new(std::sync::Mutex::new(0));
-        sqlite.set_instrumentation(Kept(kept.clone()));
-        let mut conn = AnyConnection::Sqlite(sqlite);
-        crate::store::run_migrations(&mut conn)?;
-        let count = || {
-            *kept
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
+        let (mut conn, count) = counting()?;
         let before = count();
         for n in [MAX_ADMITTED_BINDS, MAX_ADMITTED_BINDS + 1] {
             let chain = Pred::Or(
