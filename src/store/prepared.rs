@@ -136,13 +136,7 @@ pub fn prepared<'f, DB: Backend>(sql: &'static str) -> Prepared<'f, DB> {
 /// The statement `sql`, built at run time, as [`prepared`] but prepared
 /// anew on every execution and never kept in diesel's statement cache.
 pub fn uncached<'f, DB: Backend>(sql: &'f str) -> Prepared<'f, DB> {
-    Prepared {
-        sql,
-        cached: false,
-        params: None,
-        binds: Vec::new(),
-        key: PhantomData,
-    }
+    Prepared::new(sql, false)
 }
 
 /// The constant statement `$sql` as [`prepared`], cached under a type of
@@ -169,9 +163,13 @@ pub(crate) use prepared_const as prepared;
 impl<'f, DB: Backend, K: CacheKey> Prepared<'f, DB, K> {
     /// The statement `sql` under cache key `K`; see [`prepared!`].
     pub fn keyed(sql: &'static str) -> Self {
+        Prepared::new(sql, true)
+    }
+
+    fn new(sql: &'f str, cached: bool) -> Self {
         Prepared {
             sql,
-            cached: true,
+            cached,
             params: None,
             binds: Vec::new(),
             key: PhantomData,

@@ -223,7 +223,7 @@ const MAX_ADMITTED_BINDS: usize = 12;
 
 /// The dynamic statement texts admitted to diesel's statement cache. Each
 /// is leaked once, which bounds what this holds to [`MAX_ADMITTED`] texts.
-static ADMITTED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+static ADMITTED: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
 
 /// `text` as a `&'static str` diesel may keep prepared: the admitted copy,
 /// or a new one while fewer than [`MAX_ADMITTED`] are; `None` otherwise.
@@ -231,15 +231,24 @@ fn admitted(text: &str) -> Option<&'static str> {
     admit(&ADMITTED, text)
 }
 
-/// [`admitted`] over the list `into`.
-fn admit(into: &std::sync::Mutex<Vec<&'static str>>, text: &str) -> Option<&'static str> {
-    let mut all = into
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(found) = all.iter().find(|t| **t == text) {
+/// [`admitted`] over the list `into`. A request only reads the list (the
+/// HTTP workers share it); it is written while a text is admitted.
+fn admit(into: &std::sync::RwLock<Vec<&'static str>>, text: &str) -> Option<&'static str> {
+    use std::sync::PoisonError;
+    let find = |all: &[&'static str]| all.iter().copied().find(|t| *t == text);
+    let all = into.read().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = find(&all) {
         return Some(found);
     }
     if all.len() >= MAX_ADMITTED || text.len() > MAX_ADMITTED_LEN {
+        return None;
+    }
+    drop(all);
+    let mut all = into.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = find(&all) {
+        return Some(found); // admitted meanwhile
+    }
+    if all.len() >= MAX_ADMITTED {
         return None;
     }
     let kept: &'static str = Box::leak(text.to_owned().into_boxed_str());
@@ -929,7 +938,7 @@ mod tests {
     fn admission_stops_at_its_bound() {
         // A list of its own: the process-wide one is shared with the other
         // tests when they run as threads of one process (`cargo test`).
-        static LIST: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+        static LIST: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
         let texts: Vec<String> = (0..MAX_ADMITTED + 5)
             .map(|i| format!("SELECT {i} AS admission_test"))
             .collect();
@@ -939,7 +948,7 @@ mod tests {
         // An admitted text is found again, as the same leaked copy.
         let first = admit(&LIST, &texts[0]);
         assert!(first.is_some_and(|f| admit(&LIST, &texts[0]).is_some_and(|g| std::ptr::eq(f, g))));
-        static SHORT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+        static SHORT: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
         assert!(admit(&SHORT, &"x".repeat(MAX_ADMITTED_LEN + 1)).is_none());
     }
 
