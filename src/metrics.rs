@@ -66,7 +66,7 @@ pub struct Snapshot {
     pub paused: Vec<(String, Option<String>)>,
     /// Now, as stored timestamps are written.
     pub now: chrono::DateTime<chrono::Utc>,
-    /// SQLite group commit: (transactions committed, writes they carried).
+    /// Group commit: (transactions committed, writes they carried).
     pub group_commit: Option<(u64, u64)>,
 }
 
@@ -252,7 +252,7 @@ fn delivery_families(
         let c = IntCounter::with_opts(
             Opts::new(
                 "db_commits_total",
-                "SQLite transactions committed by the writer thread.",
+                "Transactions committed by the writer thread.",
             )
             .namespace(NAMESPACE),
         )?;

@@ -42,10 +42,12 @@
 //!
 //! The cost: audited commits serialise across all gateways on one
 //! database for the duration of their commit, which bounds them to roughly
-//! one commit (WAL flush) latency each, a few thousand per second on local
-//! SSD with `synchronous_commit = on`; PostgreSQL's group commit cannot
-//! merge their flushes. Everything before the commit (validation, resource,
-//! index and job writes) still runs in parallel.
+//! one commit (WAL flush) latency each; PostgreSQL's own group commit
+//! cannot merge their flushes. The gateway's writer threads therefore put
+//! many writes into one transaction ([`crate::store`]'s writer: group
+//! commit), so one flush carries them all. Everything before the commit
+//! (validation, resource, index and job writes) still runs in parallel
+//! across writer threads and gateways.
 //!
 //! ## What the chain does and does not prove
 //! It proves the rows were not changed after they were written, by anyone

@@ -60,7 +60,7 @@ pub async fn get_metrics(
         queues,
         paused,
         now: chrono::Utc::now(),
-        group_commit: svc.db.group_commit(),
+        group_commit: Some(svc.db.group_commit()),
     };
     let apps: Vec<String> = svc
         .fanout

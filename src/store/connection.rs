@@ -113,6 +113,11 @@ impl Manager {
         Self { target }
     }
 
+    /// The backend this manager connects to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
     /// Opens one connection with the per-connection options set.
     pub fn open(&self) -> Result<AnyConnection, StoreError> {
         match &self.target {

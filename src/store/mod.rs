@@ -107,6 +107,16 @@ pub enum StoreError {
     Internal(String),
 }
 
+impl StoreError {
+    /// Whether PostgreSQL refused the statement to break a lock cycle
+    /// (deadlock) or a serialization conflict: the same write, run again
+    /// once the other transaction has gone on, can succeed.
+    pub fn is_lock_cycle(&self) -> bool {
+        matches!(self, StoreError::Unavailable(m)
+            if m.contains("deadlock detected") || m.starts_with("could not serialize"))
+    }
+}
+
 impl From<DieselError> for StoreError {
     fn from(e: DieselError) -> Self {
         match e {
@@ -152,15 +162,16 @@ impl From<r2d2::Error> for StoreError {
 pub struct Db {
     pool: Pool,
     target: Arc<Target>,
-    /// SQLite: the writer thread that group-commits the process's writes
-    /// ([`writer`]). SQLite has one write lock per file, so writers queue
-    /// anyway; queued in-process, each starts the moment the previous one
-    /// is done instead of sleeping in the busy handler, holds no pooled
-    /// connection while it waits, and shares its commit with the writes
-    /// queued behind it. (Other processes on the same file, such as the
-    /// CLI, still meet the busy handler.) PostgreSQL: `None`; its row
-    /// locks order writers, and each write commits on its own connection.
-    writer: Option<writer::Writer>,
+    /// The writer threads that group-commit the process's writes
+    /// ([`writer`]). Commits are serial on both backends (SQLite's one
+    /// write lock per file; PostgreSQL's audit chain head, taken at
+    /// commit), so writers queue anyway; queued in-process, each starts the
+    /// moment the previous one is done, holds no pooled connection while
+    /// it waits, and shares its commit with the writes queued behind it.
+    /// (Other processes on the same SQLite file, such as the CLI, still
+    /// meet the busy handler; other gateways on the same PostgreSQL
+    /// database, the head's row lock.)
+    writer: writer::Writer,
     /// Names this store's connections in the worker threads' point-read
     /// caches ([`Db::point`]).
     id: u64,
@@ -179,10 +190,11 @@ impl Db {
     /// Builds the pool and applies migrations.
     pub fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let (pool, target) = build_pool(settings)?;
-        let writer = match target {
-            Target::Sqlite(_) => Some(writer::Writer::start(Manager::new(target.clone()))?),
-            Target::Postgres(_) => None,
-        };
+        // PostgreSQL: pool_size / 2 writer threads, each with a connection
+        // of its own besides the pool's (a batch's statements are round
+        // trips, so several batches overlap).
+        let writers = (settings.pool_size as usize / 2).max(1);
+        let writer = writer::Writer::start(Manager::new(target.clone()), writers)?;
         let db = Db {
             pool,
             target: Arc::new(target),
@@ -258,23 +270,24 @@ impl Db {
 
     /// Runs `f` in a write transaction, off the async executor, and
     /// answers once it is committed. `f` may run in a transaction shared
-    /// with other writes (SQLite group commit), inside a savepoint of its
-    /// own: an `Err` from `f` rolls back exactly what `f` did.
+    /// with other writes (group commit), inside a savepoint of its own: an
+    /// `Err` from `f` rolls back exactly what `f` did. On PostgreSQL `f`
+    /// may run more than once: a write the server aborts to break a
+    /// deadlock is rolled back and run again from a clone, and only its
+    /// last run's changes stay; so `f` must do nothing outside the
+    /// transaction.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Clone + Send + 'static,
     {
-        match &self.writer {
-            Some(writer) => writer.write(f).await,
-            None => self.run(move |conn| write_tx(conn, f)).await,
-        }
+        self.writer.write(f).await
     }
 
-    /// SQLite: transactions the writer thread committed and the writes
-    /// they carried, since start. `None` on PostgreSQL.
-    pub fn group_commit(&self) -> Option<(u64, u64)> {
-        self.writer.as_ref().map(|w| (w.commits(), w.writes()))
+    /// Transactions the writer thread committed and the writes they
+    /// carried, since start.
+    pub fn group_commit(&self) -> (u64, u64) {
+        (self.writer.commits(), self.writer.writes())
     }
 
     /// Whether the database answers with every migration applied; the

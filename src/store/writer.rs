@@ -1,26 +1,36 @@
-//! Group commit for SQLite: one writer thread runs the process's write
-//! transactions, several to a commit.
+//! Group commit: writer threads run the process's write transactions,
+//! several to a commit (one thread on SQLite, several on PostgreSQL).
 //!
 //! ```text
-//!  request ─┐                       ┌─ BEGIN IMMEDIATE ──────────────────────┐
+//!  request ─┐                       ┌─ BEGIN (IMMEDIATE on SQLite) ──────────┐
 //!  request ─┼─▶ queue ─▶ writer ───▶│ SAVEPOINT; write 1; RELEASE            │─▶ COMMIT ─▶ answer 1..n
-//!  request ─┘   (mpsc)   thread     │ SAVEPOINT; write 2; ROLLBACK TO (err)  │
+//!  request ─┘ (channel)  thread     │ SAVEPOINT; write 2; ROLLBACK TO (err)  │
 //!                                   └─ … while queued and the batch is young ┘
 //! ```
 //!
-//! SQLite has one write lock per file, so its writers run one after the
-//! other whatever we do; what costs is the commit (WAL frames, and now and
-//! then a checkpoint). The writer takes a write from the queue and, while
-//! more are queued and the batch is younger than [`BATCH_TIME`], runs them in
-//! the same transaction, each in a savepoint of its own: a write that fails
-//! rolls back only itself, and answers with its own error. Every caller is
-//! answered after the commit that made its write durable, so an
+//! What costs in a write is its commit, on both backends. SQLite has one
+//! write lock per file, so its writers run one after the other whatever we
+//! do, and each commit appends WAL frames. On PostgreSQL every audited
+//! commit takes the audit chain's head lock and holds it through its WAL
+//! flush ([`crate::audit`]), so commits are serial there too, one flush
+//! each: with a transaction per write, the gateway managed a few hundred
+//! writes a second. The writer takes a write from the queue and, while
+//! more are queued and the batch is younger than [`BATCH_TIME`], runs them
+//! in the same transaction, each in a savepoint of its own: a write that
+//! fails rolls back only itself, and answers with its own error. Every
+//! caller is answered after the commit that made its write durable, so an
 //! acknowledged write is never one a crash can take back. Under light load
 //! a batch is one write and the commit happens at once; under heavy load
-//! one commit carries many writes and the pages they share are written once.
+//! one commit (one head lock, one flush) carries many writes, and on SQLite
+//! the pages they share are written once.
 //!
-//! Checkpoints (copying the WAL back into the database file) run on a
-//! thread of their own, after commits and at most every
+//! On PostgreSQL each gateway process has its own writer; several
+//! processes on one database meet at the head lock a batch at a time, and
+//! a row one batch holds (a job claimed `FOR UPDATE SKIP LOCKED`, a
+//! resource) is held until that batch commits.
+//!
+//! SQLite's checkpoints (copying the WAL back into the database file) run
+//! on a thread of their own, after commits and at most every
 //! [`CHECKPOINT_PAUSE`] (see [`checkpoint`]): left to SQLite's automatic
 //! checkpoint, the commit that crosses the WAL threshold copies it on the
 //! writer thread, which a profile of creates showed was a sixth of the
@@ -29,21 +39,24 @@
 //!
 //! A write that panics is rolled back to its savepoint and answered with an
 //! internal error; the others in its batch are unaffected. If the commit
-//! itself fails (disk full, I/O error), every write of the batch is answered
-//! with that error and nothing of the batch is kept.
+//! itself fails (disk full, I/O error, a lost server), every write of the
+//! batch is answered with that error and nothing of the batch is kept; the
+//! next batch starts on a new connection.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use diesel::SqliteConnection;
+use crossbeam_channel as channel;
+use diesel::Connection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::connection::{AnyConnection, Manager};
+use super::connection::{AnyConnection, Manager, Target};
 
 /// How long a batch keeps taking queued writes before it commits.
 const BATCH_TIME: Duration = Duration::from_millis(10);
@@ -56,12 +69,28 @@ const BATCH_MAX: usize = 256;
 /// once.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(250);
 
+/// Most times a write chosen as a deadlock victim runs again.
+const MAX_AGAIN: u32 = 3;
+
+/// What running a write inside a batch came to.
+#[derive(PartialEq)]
+enum Ran {
+    /// It succeeded: its changes stay.
+    Kept,
+    /// It failed: its changes are rolled back, its error is its answer.
+    Failed,
+    /// PostgreSQL chose it to break a lock cycle with another transaction
+    /// (another writer's batch, or another gateway's): rolled back, to run
+    /// again in the next batch, once this one has committed and let the
+    /// other go on.
+    Again,
+}
+
 /// One queued write, type-erased so that writes returning different types
 /// share the queue.
 trait Write: Send {
-    /// Runs the write inside the batch's transaction; `true` when it
-    /// succeeded and its changes stay.
-    fn run(&mut self, conn: &mut AnyConnection) -> bool;
+    /// Runs the write inside the batch's transaction.
+    fn run(&mut self, conn: &mut AnyConnection) -> Ran;
 
     /// Answers the caller once the batch's fate is known (`Err` carries
     /// why the batch did not commit).
@@ -70,6 +99,8 @@ trait Write: Send {
 
 struct Pending<T, F> {
     f: Option<F>,
+    /// Times it was a deadlock victim.
+    again: u32,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -77,12 +108,15 @@ struct Pending<T, F> {
 impl<T, F> Write for Pending<T, F>
 where
     T: Send,
-    F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send,
+    F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Clone + Send,
 {
-    fn run(&mut self, conn: &mut AnyConnection) -> bool {
+    fn run(&mut self, conn: &mut AnyConnection) -> Ran {
         let Some(f) = self.f.take() else {
-            return false;
+            return Ran::Failed;
         };
+        // Only PostgreSQL's writers can meet in a lock cycle.
+        let spare = (self.again < MAX_AGAIN && matches!(conn, AnyConnection::Postgresql(_)))
+            .then(|| f.clone());
         let result = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|panic| {
             let what = panic
                 .downcast_ref::<&str>()
@@ -92,9 +126,21 @@ where
             tracing::error!(panic = %what, "write panicked; rolled back");
             Err(StoreError::Internal("the write failed unexpectedly".into()))
         });
-        let ok = result.is_ok();
+        if let (Err(e), Some(spare)) = (&result, spare)
+            && e.is_lock_cycle()
+        {
+            tracing::debug!(error = %e, "a write broke a lock cycle; it runs again");
+            self.f = Some(spare);
+            self.again += 1;
+            return Ran::Again;
+        }
+        let ran = if result.is_ok() {
+            Ran::Kept
+        } else {
+            Ran::Failed
+        };
         self.result = Some(result);
-        ok
+        ran
     }
 
     fn answer(self: Box<Self>, batch: Result<(), &str>) {
@@ -114,7 +160,7 @@ where
 /// when the last clone is dropped.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Box<dyn Write>>,
+    queue: channel::Sender<Box<dyn Write>>,
     counts: Arc<Counts>,
 }
 
@@ -126,24 +172,41 @@ struct Counts {
 }
 
 impl Writer {
-    /// Starts the writer thread for a SQLite database.
-    pub fn start(manager: Manager) -> Result<Self, StoreError> {
-        let (queue, rx) = mpsc::channel::<Box<dyn Write>>();
+    /// Starts the writer threads: one on SQLite (and its checkpoint
+    /// thread), `postgres_writers` on PostgreSQL.
+    pub fn start(manager: Manager, postgres_writers: usize) -> Result<Self, StoreError> {
+        let (queue, rx) = channel::unbounded::<Box<dyn Write>>();
         let counts = Arc::new(Counts::default());
-        let shared = counts.clone();
-        // One poke waiting is enough: a checkpoint copies every commit before it.
-        let (poke, pokes) = mpsc::sync_channel::<()>(1);
-        let checkpoints = manager.clone();
         let restart = Arc::new(AtomicBool::new(false));
-        let wanted = restart.clone();
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint(&checkpoints, &pokes, &wanted))
-            .map_err(|e| StoreError::Internal(format!("starting the checkpoint thread: {e}")))?;
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || run(&manager, &rx, &shared, (&poke, &restart)))
-            .map_err(|e| StoreError::Internal(format!("starting the writer thread: {e}")))?;
+        let poke = match manager.target() {
+            Target::Sqlite(_) => {
+                // One poke waiting is enough: a checkpoint copies every commit before it.
+                let (poke, pokes) = mpsc::sync_channel::<()>(1);
+                let checkpoints = manager.clone();
+                let wanted = restart.clone();
+                std::thread::Builder::new()
+                    .name("sqlite-checkpoint".into())
+                    .spawn(move || checkpoint(&checkpoints, &pokes, &wanted))
+                    .map_err(|e| {
+                        StoreError::Internal(format!("starting the checkpoint thread: {e}"))
+                    })?;
+                Some(poke)
+            }
+            Target::Postgres(_) => None,
+        };
+        let threads = if poke.is_some() {
+            1
+        } else {
+            postgres_writers.max(1)
+        };
+        for _ in 0..threads {
+            let (manager, rx, counts) = (manager.clone(), rx.clone(), counts.clone());
+            let (poke, restart) = (poke.clone(), restart.clone());
+            std::thread::Builder::new()
+                .name("db-writer".into())
+                .spawn(move || run(&manager, &rx, &counts, (poke.as_ref(), &restart)))
+                .map_err(|e| StoreError::Internal(format!("starting a writer thread: {e}")))?;
+        }
         Ok(Self { queue, counts })
     }
 
@@ -162,11 +225,12 @@ impl Writer {
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Clone + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             f: Some(f),
+            again: 0,
             result: None,
             reply,
         };
@@ -180,15 +244,17 @@ impl Writer {
 }
 
 /// The writer thread: batches until every sender is gone (and then the
-/// checkpoint thread ends too, its poke dropped).
+/// checkpoint thread, if any, ends too, its poke dropped).
 fn run(
     manager: &Manager,
-    rx: &mpsc::Receiver<Box<dyn Write>>,
+    rx: &channel::Receiver<Box<dyn Write>>,
     counts: &Counts,
-    (poke, restart): (&mpsc::SyncSender<()>, &AtomicBool),
+    (poke, restart): (Option<&mpsc::SyncSender<()>>, &AtomicBool),
 ) {
     let mut conn: Option<AnyConnection> = None;
-    while let Ok(first) = rx.recv() {
+    // Deadlock victims, to run before anything else is taken.
+    let mut again: VecDeque<Box<dyn Write>> = VecDeque::new();
+    while let Some(first) = again.pop_front().or_else(|| rx.recv().ok()) {
         let c = match conn.take().map_or_else(|| manager.open(), Ok) {
             Ok(c) => conn.insert(c),
             Err(e) => {
@@ -202,13 +268,15 @@ fn run(
         {
             tracing::warn!(error = %e, "WAL checkpoint on the writer failed");
         }
-        match batch(c, first, rx) {
+        match batch(c, first, rx, &mut again) {
             Ok(writes) => {
                 counts.commits.fetch_add(1, Ordering::Relaxed);
                 counts.writes.fetch_add(writes, Ordering::Relaxed);
                 // Full means one is pending already; gone means it died
                 // (logged there) and the automatic checkpoint takes over.
-                let _ = poke.try_send(());
+                if let Some(poke) = poke {
+                    let _ = poke.try_send(());
+                }
             }
             Err(e) => {
                 // Whatever broke, the next batch starts on a fresh connection.
@@ -282,11 +350,18 @@ fn passive_checkpoint(conn: &mut AnyConnection) -> Result<i32, StoreError> {
 fn batch(
     conn: &mut AnyConnection,
     first: Box<dyn Write>,
-    rx: &mpsc::Receiver<Box<dyn Write>>,
+    rx: &channel::Receiver<Box<dyn Write>>,
+    again: &mut VecDeque<Box<dyn Write>>,
 ) -> Result<u64, StoreError> {
-    if let Err(e) = with_sqlite(conn, |c| {
-        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
-    }) {
+    // SQLite: take the write lock now, not at the first write (a deferred
+    // transaction that must upgrade fails with "database is locked").
+    let begun = match conn {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c),
+    };
+    if let Err(e) = begun.map_err(StoreError::from) {
         first.answer(Err(&e.to_string()));
         return Err(e);
     }
@@ -295,19 +370,28 @@ fn batch(
     let mut next = Some(first);
     let mut broken = None;
     while let Some(mut write) = next.take() {
-        if let Err(e) = in_savepoint(conn, write.as_mut()) {
-            done.push(write);
-            broken = Some(e);
-            break;
+        match in_savepoint(conn, write.as_mut()) {
+            Err(e) => {
+                done.push(write);
+                broken = Some(e);
+                break;
+            }
+            // Commit what the batch has: the other side of the cycle waits
+            // for its locks.
+            Ok(Ran::Again) => {
+                again.push_back(write);
+                break;
+            }
+            Ok(_) => done.push(write),
         }
-        done.push(write);
         if done.len() < BATCH_MAX && started.elapsed() < BATCH_TIME {
-            next = rx.try_recv().ok();
+            next = again.pop_front().or_else(|| rx.try_recv().ok());
         }
     }
     let outcome = match broken {
         Some(e) => Err(e),
-        None => with_sqlite(conn, AnsiTransactionManager::commit_transaction),
+        None => on_backend!(&mut *conn, c => AnsiTransactionManager::commit_transaction(c))
+            .map_err(StoreError::from),
     };
     match outcome {
         Ok(()) => {
@@ -318,9 +402,7 @@ fn batch(
             Ok(n)
         }
         Err(e) => {
-            if let AnyConnection::Sqlite(sqlite) = conn {
-                rollback(sqlite);
-            }
+            on_backend!(&mut *conn, c => rollback(c));
             let why = e.to_string();
             for write in done {
                 write.answer(Err(&why));
@@ -333,159 +415,27 @@ fn batch(
 /// Runs one write in a savepoint: released when it succeeded, rolled back
 /// when it failed. `Err` only when the savepoint itself could not be
 /// handled, which leaves the transaction unusable.
-fn in_savepoint(conn: &mut AnyConnection, write: &mut dyn Write) -> Result<(), StoreError> {
-    with_sqlite(conn, AnsiTransactionManager::begin_transaction)?;
-    if write.run(conn) {
-        with_sqlite(conn, AnsiTransactionManager::commit_transaction)
+fn in_savepoint(conn: &mut AnyConnection, write: &mut dyn Write) -> Result<Ran, StoreError> {
+    on_backend!(&mut *conn, c => AnsiTransactionManager::begin_transaction(c))?;
+    let ran = write.run(conn);
+    on_backend!(conn, c => if ran == Ran::Kept {
+        AnsiTransactionManager::commit_transaction(c)
     } else {
-        with_sqlite(conn, AnsiTransactionManager::rollback_transaction)
-    }
-}
-
-fn with_sqlite(
-    conn: &mut AnyConnection,
-    op: fn(&mut SqliteConnection) -> diesel::QueryResult<()>,
-) -> Result<(), StoreError> {
-    match conn {
-        AnyConnection::Sqlite(c) => op(c).map_err(StoreError::from),
-        AnyConnection::Postgresql(_) => Err(StoreError::Internal("not SQLite".into())),
-    }
+        AnsiTransactionManager::rollback_transaction(c)
+    })?;
+    Ok(ran)
 }
 
 /// Rolls back whatever is left of the batch's transaction.
-fn rollback(sqlite: &mut SqliteConnection) {
+fn rollback<C: Connection<TransactionManager = AnsiTransactionManager>>(conn: &mut C) {
     // A savepoint that failed may leave levels open: unwind them all.
-    while AnsiTransactionManager::transaction_manager_status_mut(sqlite)
+    while AnsiTransactionManager::transaction_manager_status_mut(conn)
         .transaction_depth()
         .is_ok_and(|d| d.is_some())
     {
-        if let Err(e) = AnsiTransactionManager::rollback_transaction(sqlite) {
+        if let Err(e) = AnsiTransactionManager::rollback_transaction(conn) {
             tracing::warn!(error = %e, "rollback of a failed batch failed");
             return;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use diesel::connection::SimpleConnection;
-    use diesel::prelude::*;
-    use diesel::sql_types::Text;
-
-    use super::*;
-    use crate::store::Target;
-
-    fn writer(dir: &tempfile::TempDir) -> Writer {
-        let path = dir.path().join("w.db").display().to_string();
-        let manager = Manager::new(Target::Sqlite(path));
-        let mut conn = manager.open().unwrap();
-        conn.batch_execute("CREATE TABLE t (k TEXT PRIMARY KEY NOT NULL)")
-            .unwrap();
-        Writer::start(manager).unwrap()
-    }
-
-    fn insert(conn: &mut AnyConnection, k: &str) -> Result<(), StoreError> {
-        diesel::sql_query("INSERT INTO t (k) VALUES (?)")
-            .bind::<Text, _>(k)
-            .execute(conn)?;
-        Ok(())
-    }
-
-    #[derive(QueryableByName)]
-    struct Key {
-        #[diesel(sql_type = Text)]
-        k: String,
-    }
-
-    async fn keys(w: &Writer) -> Vec<String> {
-        let mut keys: Vec<String> = w
-            .write(|c| Ok(diesel::sql_query("SELECT k FROM t").load::<Key>(c)?))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.k)
-            .collect();
-        keys.sort();
-        keys
-    }
-
-    /// Writes queued behind a slow one share commits; in the shared
-    /// transaction a conflict, an error and a panic each roll back only
-    /// their own write and answer only their own caller.
-    #[tokio::test]
-    async fn queued_writes_share_commits_and_fail_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let w = writer(&dir);
-        let slow = {
-            let w = w.clone();
-            tokio::spawn(async move {
-                w.write(|c| {
-                    std::thread::sleep(Duration::from_millis(300));
-                    insert(c, "slow")
-                })
-                .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let before = w.commits();
-        let mut calls = Vec::new();
-        for i in 0..40 {
-            let w = w.clone();
-            calls.push(tokio::spawn(async move {
-                let key = format!("k{i:02}");
-                w.write(move |c| match i % 10 {
-                    3 => insert(c, "slow"), // conflicts with the slow write
-                    5 => {
-                        insert(c, &key)?;
-                        Err(StoreError::Conflict("refused after writing".into()))
-                    }
-                    7 => {
-                        insert(c, &key)?;
-                        panic!("write {i} panics");
-                    }
-                    _ => insert(c, &key),
-                })
-                .await
-            }));
-        }
-        slow.await.unwrap().unwrap();
-        let mut expected = vec!["slow".to_string()];
-        for (i, call) in calls.into_iter().enumerate() {
-            let result = call.await.unwrap();
-            match i % 10 {
-                3 | 5 => assert!(matches!(result, Err(StoreError::Conflict(_))), "{i}"),
-                7 => assert!(matches!(result, Err(StoreError::Internal(_))), "{i}"),
-                _ => {
-                    result.unwrap();
-                    expected.push(format!("k{i:02}"));
-                }
-            }
-        }
-        expected.sort();
-        // The 40 writes queued while the slow one ran: far fewer commits.
-        let commits = w.commits() - before;
-        assert!(commits < 10, "40 queued writes took {commits} commits");
-        assert_eq!(keys(&w).await, expected);
-    }
-
-    /// A write is answered only after its commit: another connection sees
-    /// it as soon as the caller has its answer.
-    #[tokio::test]
-    async fn an_answered_write_is_visible_to_other_connections() {
-        let dir = tempfile::tempdir().unwrap();
-        let w = writer(&dir);
-        let path = dir.path().join("w.db").display().to_string();
-        let mut reader = Manager::new(Target::Sqlite(path)).open().unwrap();
-        for i in 0..20 {
-            let key = format!("v{i}");
-            let k2 = key.clone();
-            w.write(move |c| insert(c, &k2)).await.unwrap();
-            let n = diesel::sql_query("SELECT k FROM t WHERE k = ?")
-                .bind::<Text, _>(&key)
-                .load::<Key>(&mut reader)
-                .unwrap()
-                .len();
-            assert_eq!(n, 1, "{key} not visible after its answer");
         }
     }
 }

@@ -33,3 +33,4 @@ mod secrets;
 mod shutdown;
 mod smoke;
 mod tls;
+mod writes;

@@ -63,6 +63,8 @@ pub(super) async fn recorder(shared: std::sync::Arc<Shared>, mut rx: UnboundedRe
 async fn record_batch(shared: &Shared, outcomes: Vec<Outcome>) {
     let worker = shared.worker.clone();
     let n = outcomes.len();
+    // Shared, not moved: a write may run again (see `store::Db::write`).
+    let outcomes = std::sync::Arc::new(outcomes);
     let recorded = shared
         .db
         .write(move |conn| {
