@@ -148,11 +148,34 @@ impl Manager {
 /// The connection pool.
 pub type Pool = r2d2::Pool<Manager>;
 
+/// A PostgreSQL URL whose connection attempts give up after `secs` (libpq's
+/// `connect_timeout`), unless the URL sets its own. Without it, libpq waits
+/// as long as the kernel does for a server that does not answer (minutes):
+/// the pool's own timeout stops a request from waiting that long, but not a
+/// writer thread, and every write queued behind it would wait too.
+fn with_connect_timeout(url: &str, secs: u64) -> String {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    if query
+        .split('&')
+        .any(|p| p.split('=').next() == Some("connect_timeout"))
+    {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}connect_timeout={secs}")
+}
+
 /// Builds the pool. The pool does not test connections on checkout (a
 /// `SELECT 1` per request costs up to a quarter of read throughput); a
 /// broken connection surfaces as an error on use and is replaced.
 pub fn build_pool(settings: &DatabaseSettings) -> Result<(Pool, Target), StoreError> {
-    let target = Target::parse(&settings.url);
+    let target = match Target::parse(&settings.url) {
+        Target::Postgres(url) => Target::Postgres(with_connect_timeout(
+            &url,
+            settings.connect_timeout_secs.max(1),
+        )),
+        sqlite => sqlite,
+    };
     if let Target::Sqlite(path) = &target
         && let Some(parent) = std::path::Path::new(path).parent()
         && !parent.as_os_str().is_empty()
@@ -264,5 +287,23 @@ mod tests {
         );
         assert!(Target::parse("postgres://u@h/db").is_postgres());
         assert!(Target::parse("postgresql://u@h/db").is_postgres());
+    }
+
+    #[test]
+    fn postgres_urls_get_a_connect_timeout_unless_they_set_one() {
+        assert_eq!(
+            with_connect_timeout("postgres://u@h/db", 5),
+            "postgres://u@h/db?connect_timeout=5"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://u@h/db?sslmode=disable", 7),
+            "postgres://u@h/db?sslmode=disable&connect_timeout=7"
+        );
+        for own in [
+            "postgres://u@h/db?connect_timeout=30",
+            "postgres://u@h/db?sslmode=require&connect_timeout=30",
+        ] {
+            assert_eq!(with_connect_timeout(own, 5), own);
+        }
     }
 }
