@@ -18,6 +18,7 @@
 //! cache and the OS page cache measured the same at 10,000 users and kept
 //! the peak at 213 MiB at 1M users (`scim-bench --users 1000000`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -77,6 +78,41 @@ pub struct Conn {
     pub inner: AnyConnection,
     /// Set when an operation found the connection unusable.
     pub broken: bool,
+    /// [`LOST`] when it was opened or last checked.
+    checked: u64,
+}
+
+/// Counts the times a PostgreSQL connection was found lost (the server
+/// restarted, the network failed). A pooled connection older than the
+/// last such time is checked before its next use ([`Conn::still_usable`]):
+/// a restart kills every connection at once, and without the check each
+/// idle one in the pool would fail one request after the server is back.
+/// (Connections are not checked on every checkout: a `SELECT 1` per
+/// request costs up to a quarter of read throughput.)
+static LOST: AtomicU64 = AtomicU64::new(0);
+
+/// Records that a PostgreSQL connection was found lost.
+pub fn connection_lost() {
+    LOST.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Conn {
+    /// Whether the connection can be used: always on SQLite, and on
+    /// PostgreSQL unless a connection was found lost since this one was
+    /// opened or last checked and a `SELECT 1` now fails (it is then marked
+    /// broken, for the pool to discard).
+    pub fn still_usable(&mut self) -> bool {
+        let lost = LOST.load(Ordering::Relaxed);
+        if self.checked >= lost || !matches!(self.inner, AnyConnection::Postgresql(_)) {
+            return true;
+        }
+        if self.inner.batch_execute("SELECT 1").is_ok() {
+            self.checked = lost;
+            return true;
+        }
+        self.broken = true;
+        false
+    }
 }
 
 /// Opens connections for the pool and sets per-connection options.
@@ -90,9 +126,11 @@ impl r2d2::ManageConnection for Manager {
     type Error = StoreError;
 
     fn connect(&self) -> Result<Conn, StoreError> {
+        let checked = LOST.load(Ordering::Relaxed);
         self.open().map(|inner| Conn {
             inner,
             broken: false,
+            checked,
         })
     }
 

@@ -60,6 +60,7 @@ pub use audit::{
     find_audit_page, find_chain_head, find_first_pos_since, find_unchained, insert_audit,
     lock_chain_head, prune_audit_through,
 };
+use connection::connection_lost;
 pub use connection::{
     AnyConnection, Conn, Pool, Target, build_pool, has_pending_migrations, run_migrations, write_tx,
 };
@@ -223,11 +224,20 @@ impl Db {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
+            // After a lost server, skip the pooled connections it took along.
+            for _ in 0..pool.max_size() {
+                if conn.still_usable() {
+                    break;
+                }
+                conn = pool.get()?;
+            }
             let result = f(&mut conn.inner);
-            if matches!(result, Err(StoreError::Unavailable(_)))
+            if let Err(e @ StoreError::Unavailable(_)) = &result
                 && matches!(conn.inner, AnyConnection::Postgresql(_))
+                && !e.is_lock_cycle()
             {
                 conn.broken = true;
+                connection_lost();
             }
             result
         })

@@ -56,7 +56,7 @@ use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::connection::{AnyConnection, Manager, Target};
+use super::connection::{AnyConnection, Manager, Target, connection_lost};
 
 /// How long a batch keeps taking queued writes before it commits.
 const BATCH_TIME: Duration = Duration::from_millis(10);
@@ -281,6 +281,9 @@ fn run(
             Err(e) => {
                 // Whatever broke, the next batch starts on a fresh connection.
                 tracing::warn!(error = %e, "write batch failed");
+                if matches!(conn, Some(AnyConnection::Postgresql(_))) {
+                    connection_lost(); // the pool checks its connections too
+                }
                 conn = None;
             }
         }
