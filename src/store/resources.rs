@@ -298,15 +298,25 @@ pub fn insert_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<()
     Ok(())
 }
 
-/// Overwrites a resource; `NotFound` when it is gone.
+/// Overwrites a resource's mutable columns; `NotFound` when it is gone.
+///
+/// Tenant, type and creation time never change, and are not set: SQLite
+/// rewrites an index entry whenever an UPDATE sets one of its columns,
+/// even to the value it had, so setting them moved every updated
+/// resource's `resources_by_type` entry (a page written per PATCH, a
+/// random one at a million users).
 pub fn update_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<(), StoreError> {
-    let n = with_row(
-        conn,
-        "UPDATE resources SET tenant = $2, resource_type = $3, external_id = $4, \
-         display = $5, data = $6, version = $7, created = $8, last_modified = $9 \
-         WHERE id = $1",
-        row,
-    )?;
+    let n = on_backend!(conn, c => prepared!(
+        "UPDATE resources SET external_id = $2, display = $3, data = $4, version = $5, \
+         last_modified = $6 WHERE id = $1",
+    )
+    .bind::<Text, _>(&row.id)
+    .bind::<Nullable<Text>, _>(row.external_id.as_deref())
+    .bind::<Nullable<Text>, _>(row.display.as_deref())
+    .bind::<Text, _>(&row.data)
+    .bind::<BigInt, _>(row.version)
+    .bind::<Text, _>(&row.last_modified)
+    .execute(c)?);
     if n == 0 {
         return Err(StoreError::NotFound);
     }
