@@ -225,10 +225,14 @@ impl Db {
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
             // After a lost server, skip the pooled connections it took along.
+            // (Each is given back, to be discarded, before the next is
+            // asked for: holding them, pool_size readers at once would wait
+            // for each other until the pool's timeout.)
             for _ in 0..pool.max_size() {
                 if conn.still_usable() {
                     break;
                 }
+                drop(conn);
                 conn = pool.get()?;
             }
             let result = f(&mut conn.inner);

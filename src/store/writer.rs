@@ -40,8 +40,10 @@
 //! A write that panics is rolled back to its savepoint and answered with an
 //! internal error; the others in its batch are unaffected. If the commit
 //! itself fails (disk full, I/O error, a lost server), every write of the
-//! batch is answered with that error and nothing of the batch is kept; the
-//! next batch starts on a new connection.
+//! batch is answered with that error and the next batch starts on a new
+//! connection. On SQLite nothing of the batch is kept then. On PostgreSQL a
+//! connection lost during COMMIT leaves its outcome unknown to the client
+//! (the server may have committed), as it would for a single write.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -255,19 +257,33 @@ fn run(
     // Deadlock victims, to run before anything else is taken.
     let mut again: VecDeque<Box<dyn Write>> = VecDeque::new();
     while let Some(first) = again.pop_front().or_else(|| rx.recv().ok()) {
-        let c = match conn.take().map_or_else(|| manager.open(), Ok) {
-            Ok(c) => conn.insert(c),
-            Err(e) => {
-                tracing::error!(error = %e, "the writer cannot open the database");
+        let reused = conn.is_some();
+        let mut begun = begin(manager, &mut conn, restart);
+        if let Err(e) = &begun
+            && reused
+        {
+            // A connection kept from an earlier batch may have lost its
+            // server (a restart); nothing has run yet, so try a new one.
+            tracing::info!(error = %e, "the writer's connection failed; reconnecting");
+            if matches!(conn, Some(AnyConnection::Postgresql(_))) {
+                connection_lost();
+            }
+            conn = None;
+            begun = begin(manager, &mut conn, restart);
+        }
+        let c = match (begun, conn.as_mut()) {
+            (Ok(()), Some(c)) => c,
+            (Err(e), _) => {
+                tracing::error!(error = %e, "the writer cannot begin a transaction");
                 first.answer(Err(&e.to_string()));
+                conn = None;
+                continue;
+            }
+            (Ok(()), None) => {
+                first.answer(Err("the writer has no connection"));
                 continue;
             }
         };
-        if restart.swap(false, Ordering::Relaxed)
-            && let Err(e) = passive_checkpoint(c)
-        {
-            tracing::warn!(error = %e, "WAL checkpoint on the writer failed");
-        }
         match batch(c, first, rx, &mut again) {
             Ok(writes) => {
                 counts.commits.fetch_add(1, Ordering::Relaxed);
@@ -347,7 +363,36 @@ fn passive_checkpoint(conn: &mut AnyConnection) -> Result<i32, StoreError> {
     Ok(report.first().map_or(0, |r| r.log))
 }
 
-/// Runs one batch starting with `first`: the number of writes it
+/// Opens the writer's connection when it has none, runs a checkpoint the
+/// checkpoint thread asked for (SQLite, outside any transaction), and
+/// begins the batch's transaction.
+fn begin(
+    manager: &Manager,
+    conn: &mut Option<AnyConnection>,
+    restart: &AtomicBool,
+) -> Result<(), StoreError> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(manager.open()?),
+    };
+    if restart.swap(false, Ordering::Relaxed)
+        && let Err(e) = passive_checkpoint(c)
+    {
+        tracing::warn!(error = %e, "WAL checkpoint on the writer failed");
+    }
+    // SQLite: take the write lock now, not at the first write (a deferred
+    // transaction that must upgrade fails with "database is locked").
+    match c {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c),
+    }
+    .map_err(StoreError::from)
+}
+
+/// Runs one batch starting with `first`, in the transaction [`begin`]
+/// opened: the number of writes it
 /// committed, or `Err` when the batch as a whole failed (every write in it
 /// was answered with the error).
 fn batch(
@@ -356,18 +401,6 @@ fn batch(
     rx: &channel::Receiver<Box<dyn Write>>,
     again: &mut VecDeque<Box<dyn Write>>,
 ) -> Result<u64, StoreError> {
-    // SQLite: take the write lock now, not at the first write (a deferred
-    // transaction that must upgrade fails with "database is locked").
-    let begun = match conn {
-        AnyConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
-        }
-        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c),
-    };
-    if let Err(e) = begun.map_err(StoreError::from) {
-        first.answer(Err(&e.to_string()));
-        return Err(e);
-    }
     let started = Instant::now();
     let mut done: Vec<Box<dyn Write>> = Vec::new();
     let mut next = Some(first);

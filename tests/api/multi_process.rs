@@ -301,3 +301,42 @@ async fn pg_restart_under_write_load_loses_no_acknowledged_write() {
         assert_eq!(status, 200, "acknowledged user {id} is missing");
     }
 }
+
+/// After a restart of an idle server, the first writes succeed: each writer
+/// thread's connection died with the server, and a writer that finds its
+/// kept connection gone opens a new one before it runs a write, instead of
+/// failing the write it holds.
+#[tokio::test]
+#[ignore = "stops and starts the local PostgreSQL server; run alone by scripts/test"]
+async fn pg_restart_while_idle_fails_no_later_write() {
+    let db = Database::create();
+    let gw = start(&db.url()).await;
+    let client = reqwest::Client::new();
+    let create = |name: String| {
+        let (client, base) = (client.clone(), gw.base.clone());
+        async move {
+            client
+                .post(format!("{base}/scim/v2/Users"))
+                .bearer_auth(TOKEN)
+                .json(&json!({"userName": name}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Concurrent writes, so that every writer thread holds a connection.
+    let warm: Vec<u16> =
+        futures_util::future::join_all((0..40).map(|i| create(format!("warm{i}")))).await;
+    assert!(warm.iter().all(|s| *s == 201), "{warm:?}");
+    pg_ctl("stop");
+    pg_ctl("start");
+    for i in 0..8 {
+        assert_eq!(
+            create(format!("after{i}")).await,
+            201,
+            "write {i} after the restart"
+        );
+    }
+}

@@ -112,9 +112,11 @@ async fn queued_writes_share_commits_and_fail_alone() {
         }
     }
     expected.sort();
-    // The 40 writes queued while the slow one ran: far fewer commits.
+    // The 40 writes queued while the slow one ran: far fewer commits (on
+    // PostgreSQL, writers blocked behind the slow write's key each commit
+    // what they hold when their batch time is up).
     let commits = db.group_commit().0 - commits_before;
-    assert!(commits < 10, "40 queued writes took {commits} commits");
+    assert!(commits < 20, "40 queued writes took {commits} commits");
     assert_eq!(keys(&db, "").await, expected);
 }
 
