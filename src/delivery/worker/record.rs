@@ -72,6 +72,14 @@ async fn record_batch(shared: &Shared, outcomes: Vec<Outcome>) {
                 .iter()
                 .map(|o| conn.transaction(|c| record(c, &worker, o)))
                 .collect();
+            // A deadlock victim fails the whole write, so that the writer
+            // runs it again instead of the job being delivered again.
+            if let Some(Err(StoreError::Unavailable(why))) = results
+                .iter()
+                .find(|r| r.as_ref().is_err_and(StoreError::is_lock_cycle))
+            {
+                return Err(StoreError::Unavailable(why.clone()));
+            }
             Ok((outcomes, results))
         })
         .await;
