@@ -187,20 +187,24 @@ impl Manager {
 pub type Pool = r2d2::Pool<Manager>;
 
 /// A PostgreSQL URL whose connection attempts give up after `secs` (libpq's
-/// `connect_timeout`), unless the URL sets its own. Without it, libpq waits
-/// as long as the kernel does for a server that does not answer (minutes):
-/// the pool's own timeout stops a request from waiting that long, but not a
-/// writer thread, and every write queued behind it would wait too.
+/// `connect_timeout`), unless the URL sets its own or `PGCONNECT_TIMEOUT`
+/// is set. Without it, libpq waits as long as the kernel does for a server
+/// that does not answer (minutes): the pool's own timeout stops a request
+/// from waiting that long, but not a writer thread, and every write queued
+/// behind it would wait too.
 fn with_connect_timeout(url: &str, secs: u64) -> String {
     let query = url.split_once('?').map_or("", |(_, q)| q);
-    if query
-        .split('&')
-        .any(|p| p.split('=').next() == Some("connect_timeout"))
+    if std::env::var_os("PGCONNECT_TIMEOUT").is_some()
+        || query
+            .split('&')
+            .any(|p| p.split('=').next() == Some("connect_timeout"))
     {
         return url.to_string();
     }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}connect_timeout={secs}")
+    // libpq refuses an empty parameter (`?&…`, `&&…`).
+    let base = url.trim_end_matches(['?', '&']);
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}connect_timeout={secs}")
 }
 
 /// Builds the pool. The pool does not test connections on checkout (a
@@ -336,6 +340,14 @@ mod tests {
         assert_eq!(
             with_connect_timeout("postgres://u@h/db?sslmode=disable", 7),
             "postgres://u@h/db?sslmode=disable&connect_timeout=7"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://u@h/db?", 5),
+            "postgres://u@h/db?connect_timeout=5"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://u@h/db?sslmode=disable&", 5),
+            "postgres://u@h/db?sslmode=disable&connect_timeout=5"
         );
         for own in [
             "postgres://u@h/db?connect_timeout=30",
