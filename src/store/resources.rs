@@ -286,15 +286,24 @@ pub fn find_displays(
     Ok(out)
 }
 
-/// Inserts a new resource.
+/// Inserts a new resource. Fixed text, so it stays prepared (diesel never
+/// caches an insert of a row with optional columns).
 pub fn insert_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<(), StoreError> {
-    with_row(
-        conn,
+    on_backend!(conn, c => prepared!(
         "INSERT INTO resources \
          (id, tenant, resource_type, external_id, display, data, version, created, last_modified) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        row,
-    )?;
+    )
+    .bind::<Text, _>(&row.id)
+    .bind::<Text, _>(&row.tenant)
+    .bind::<Text, _>(&row.resource_type)
+    .bind::<Nullable<Text>, _>(row.external_id.as_deref())
+    .bind::<Nullable<Text>, _>(row.display.as_deref())
+    .bind::<Text, _>(&row.data)
+    .bind::<BigInt, _>(row.version)
+    .bind::<Text, _>(&row.created)
+    .bind::<Text, _>(&row.last_modified)
+    .execute(c)?);
     Ok(())
 }
 
@@ -304,7 +313,8 @@ pub fn insert_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<()
 /// rewrites an index entry whenever an UPDATE sets one of its columns,
 /// even to the value it had, so setting them moved every updated
 /// resource's `resources_by_type` entry (a page written per PATCH, a
-/// random one at a million users).
+/// random one at a million users). Fixed text, so it stays prepared
+/// (diesel never caches an UPDATE).
 pub fn update_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<(), StoreError> {
     let n = on_backend!(conn, c => prepared!(
         "UPDATE resources SET external_id = $2, display = $3, data = $4, version = $5, \
@@ -321,27 +331,6 @@ pub fn update_resource(conn: &mut AnyConnection, row: &ResourceRow) -> Result<()
         return Err(StoreError::NotFound);
     }
     Ok(())
-}
-
-/// Runs `sql` with a row's columns as `$1` (id) … `$9` (last_modified):
-/// fixed text, so it stays prepared (diesel never caches an UPDATE, nor an
-/// insert of a row with optional columns). The number of rows it changed.
-fn with_row(
-    conn: &mut AnyConnection,
-    sql: &'static str,
-    row: &ResourceRow,
-) -> Result<usize, StoreError> {
-    Ok(on_backend!(conn, c => prepared(sql)
-        .bind::<Text, _>(&row.id)
-        .bind::<Text, _>(&row.tenant)
-        .bind::<Text, _>(&row.resource_type)
-        .bind::<Nullable<Text>, _>(row.external_id.as_deref())
-        .bind::<Nullable<Text>, _>(row.display.as_deref())
-        .bind::<Text, _>(&row.data)
-        .bind::<BigInt, _>(row.version)
-        .bind::<Text, _>(&row.created)
-        .bind::<Text, _>(&row.last_modified)
-        .execute(c)?))
 }
 
 /// Bumps version and lastModified of the given resources (e.g. groups whose

@@ -265,9 +265,7 @@ fn run(
             // A connection kept from an earlier batch may have lost its
             // server (a restart); nothing has run yet, so try a new one.
             tracing::info!(error = %e, "the writer's connection failed; reconnecting");
-            if matches!(conn, Some(AnyConnection::Postgresql(_))) {
-                connection_lost();
-            }
+            report_lost(&conn);
             conn = None;
             begun = begin(manager, &mut conn, restart);
         }
@@ -297,9 +295,7 @@ fn run(
             Err(e) => {
                 // Whatever broke, the next batch starts on a fresh connection.
                 tracing::warn!(error = %e, "write batch failed");
-                if matches!(conn, Some(AnyConnection::Postgresql(_))) {
-                    connection_lost(); // the pool checks its connections too
-                }
+                report_lost(&conn);
                 conn = None;
             }
         }
@@ -361,6 +357,14 @@ fn passive_checkpoint(conn: &mut AnyConnection) -> Result<i32, StoreError> {
     };
     let report: Vec<Checkpointed> = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").load(c)?;
     Ok(report.first().map_or(0, |r| r.log))
+}
+
+/// Records a failure of the writer's PostgreSQL connection, so that the
+/// pool checks its own connections too.
+fn report_lost(conn: &Option<AnyConnection>) {
+    if matches!(conn, Some(AnyConnection::Postgresql(_))) {
+        connection_lost();
+    }
 }
 
 /// Opens the writer's connection when it has none, runs a checkpoint the
