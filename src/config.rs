@@ -571,6 +571,11 @@ pub struct DatabaseSettings {
     pub pool_size: u32,
     /// Seconds to wait for a pooled connection before answering 503.
     pub connect_timeout_secs: u64,
+    /// Memory, in MiB, for users that GET by id has read, served again
+    /// without asking the database until a write changes them (SQLite
+    /// only; 0 turns it off). It assumes this process is the only one
+    /// that changes users and groups in the database file.
+    pub read_cache_mib: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -579,6 +584,7 @@ impl Default for DatabaseSettings {
             url: "sqlite://data/scim-gateway.db".into(),
             pool_size: 8,
             connect_timeout_secs: 5,
+            read_cache_mib: 32,
         }
     }
 }

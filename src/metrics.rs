@@ -68,6 +68,9 @@ pub struct Snapshot {
     pub now: chrono::DateTime<chrono::Utc>,
     /// Group commit: (transactions committed, writes they carried).
     pub group_commit: Option<(u64, u64)>,
+    /// The read cache, when there is one: (hits, misses) and (users kept,
+    /// their bytes).
+    pub read_cache: Option<((u64, u64), (usize, u64))>,
 }
 
 impl Metrics {
@@ -268,6 +271,28 @@ fn delivery_families(
         out.extend(c.collect());
         out.extend(w.collect());
     }
+    if let Some(((hits, misses), (users, bytes))) = snap.read_cache {
+        let reads = IntCounterVec::new(
+            Opts::new(
+                "read_cache_reads_total",
+                "GETs of a user by id, by whether the read cache held it.",
+            )
+            .namespace(NAMESPACE),
+            &["result"],
+        )?;
+        reads.with_label_values(&["hit"]).inc_by(hits);
+        reads.with_label_values(&["miss"]).inc_by(misses);
+        let kept = IntGaugeVec::new(
+            Opts::new("read_cache_size", "What the read cache holds.").namespace(NAMESPACE),
+            &["unit"],
+        )?;
+        kept.with_label_values(&["users"])
+            .set(i64::try_from(users).unwrap_or(i64::MAX));
+        kept.with_label_values(&["bytes"])
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        out.extend(reads.collect());
+        out.extend(kept.collect());
+    }
     out.extend(dead.collect());
     out.extend(age.collect());
     out.extend(paused.collect());
@@ -330,6 +355,7 @@ mod tests {
             ],
             now,
             group_commit: Some((40, 1000)),
+            read_cache: Some(((90, 10), (10, 4096))),
         };
         let text = m.render(&["crm".into(), "hr".into()], &snap).unwrap();
         for line in [
@@ -346,6 +372,10 @@ mod tests {
             r#"scim_gateway_app_quarantined{app="hr"} 0"#,
             "scim_gateway_db_commits_total 40",
             "scim_gateway_db_writes_total 1000",
+            r#"scim_gateway_read_cache_reads_total{result="hit"} 90"#,
+            r#"scim_gateway_read_cache_reads_total{result="miss"} 10"#,
+            r#"scim_gateway_read_cache_size{unit="users"} 10"#,
+            r#"scim_gateway_read_cache_size{unit="bytes"} 4096"#,
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -61,6 +61,7 @@ pub async fn get_metrics(
         paused,
         now: chrono::Utc::now(),
         group_commit: Some(svc.db.group_commit()),
+        read_cache: svc.db.read_cache(),
     };
     let apps: Vec<String> = svc
         .fanout

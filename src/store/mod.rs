@@ -42,6 +42,7 @@ pub mod jobs;
 mod members;
 mod prepared;
 pub mod query;
+mod read_cache;
 mod resources;
 pub mod schema;
 mod writer;
@@ -173,6 +174,8 @@ pub struct Db {
     /// meet the busy handler; other gateways on the same PostgreSQL
     /// database, the head's row lock.)
     writer: writer::Writer,
+    /// Users that GET by id read, on SQLite ([`read_cache`]).
+    cache: Option<Arc<read_cache::ReadCache>>,
     /// Names this store's connections in the worker threads' point-read
     /// caches ([`Db::point`]).
     id: u64,
@@ -195,11 +198,14 @@ impl Db {
         // of its own besides the pool's (a batch's statements are round
         // trips, so several batches overlap).
         let writers = (settings.pool_size as usize / 2).max(1);
-        let writer = writer::Writer::start(Manager::new(target.clone()), writers)?;
+        let cache = (matches!(target, Target::Sqlite(_)) && settings.read_cache_mib > 0)
+            .then(|| Arc::new(read_cache::ReadCache::new(settings.read_cache_mib << 20)));
+        let writer = writer::Writer::start(Manager::new(target.clone()), writers, cache.clone())?;
         let db = Db {
             pool,
             target: Arc::new(target),
             writer,
+            cache,
             id: NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         let mut conn = db.pool.get()?;
@@ -280,6 +286,45 @@ impl Db {
             POINT_READERS.with(|m| m.borrow_mut().insert(self.id, conn));
         }
         result
+    }
+
+    /// A user of a tenant with the groups it is a direct member of, as
+    /// [`find_resource_with_groups`] reads it: from the read cache when it
+    /// holds it, else a point read (which the cache then keeps).
+    pub async fn find_user_with_groups(
+        &self,
+        tenant: &str,
+        resource_type: &'static str,
+        id: &str,
+    ) -> Result<(ResourceRow, Vec<GroupRef>), StoreError> {
+        let Some(cache) = &self.cache else {
+            let (tenant, id) = (tenant.to_string(), id.to_string());
+            return self
+                .point(move |c| find_resource_with_groups(c, &tenant, resource_type, &id))
+                .await;
+        };
+        if let Some(hit) = cache.get(id) {
+            // The database would not find it either: its query asks for
+            // the tenant and the type too.
+            if hit.row.tenant != tenant || hit.row.resource_type != resource_type {
+                return Err(StoreError::NotFound);
+            }
+            return Ok((hit.row.clone(), hit.groups.clone()));
+        }
+        let ticket = cache.ticket(id);
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        let (row, groups) = self
+            .point(move |c| find_resource_with_groups(c, &tenant, resource_type, &id))
+            .await?;
+        let found = Arc::new(read_cache::Cached::new(row, groups));
+        cache.put(ticket, found.clone());
+        Ok((found.row.clone(), found.groups.clone()))
+    }
+
+    /// The read cache's hits and misses, users kept and their bytes;
+    /// `None` without a cache.
+    pub fn read_cache(&self) -> Option<((u64, u64), (usize, u64))> {
+        self.cache.as_ref().map(|c| (c.hits_and_misses(), c.size()))
     }
 
     /// Runs `f` in a write transaction, off the async executor, and

@@ -59,6 +59,7 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::connection::{AnyConnection, Manager, Target, connection_lost};
+use super::read_cache::ReadCache;
 
 /// How long a batch keeps taking queued writes before it commits.
 const BATCH_TIME: Duration = Duration::from_millis(10);
@@ -175,8 +176,13 @@ struct Counts {
 
 impl Writer {
     /// Starts the writer threads: one on SQLite (and its checkpoint
-    /// thread), `postgres_writers` on PostgreSQL.
-    pub fn start(manager: Manager, postgres_writers: usize) -> Result<Self, StoreError> {
+    /// thread), `postgres_writers` on PostgreSQL. Each batch reports what
+    /// it changed to `cache`, if any, before its writes are answered.
+    pub fn start(
+        manager: Manager,
+        postgres_writers: usize,
+        cache: Option<Arc<ReadCache>>,
+    ) -> Result<Self, StoreError> {
         let (queue, rx) = channel::unbounded::<Box<dyn Write>>();
         let counts = Arc::new(Counts::default());
         let restart = Arc::new(AtomicBool::new(false));
@@ -203,10 +209,18 @@ impl Writer {
         };
         for _ in 0..threads {
             let (manager, rx, counts) = (manager.clone(), rx.clone(), counts.clone());
-            let (poke, restart) = (poke.clone(), restart.clone());
+            let (poke, restart, cache) = (poke.clone(), restart.clone(), cache.clone());
             std::thread::Builder::new()
                 .name("db-writer".into())
-                .spawn(move || run(&manager, &rx, &counts, (poke.as_ref(), &restart)))
+                .spawn(move || {
+                    run(
+                        &manager,
+                        &rx,
+                        &counts,
+                        (poke.as_ref(), &restart),
+                        cache.as_deref(),
+                    );
+                })
                 .map_err(|e| StoreError::Internal(format!("starting a writer thread: {e}")))?;
         }
         Ok(Self { queue, counts })
@@ -252,13 +266,14 @@ fn run(
     rx: &channel::Receiver<Box<dyn Write>>,
     counts: &Counts,
     (poke, restart): (Option<&mpsc::SyncSender<()>>, &AtomicBool),
+    cache: Option<&ReadCache>,
 ) {
     let mut conn: Option<AnyConnection> = None;
     // Deadlock victims, to run before anything else is taken.
     let mut again: VecDeque<Box<dyn Write>> = VecDeque::new();
     while let Some(first) = again.pop_front().or_else(|| rx.recv().ok()) {
         let reused = conn.is_some();
-        let mut begun = begin(manager, &mut conn, restart);
+        let mut begun = begin(manager, &mut conn, restart, cache);
         if let Err(e) = &begun
             && reused
         {
@@ -267,7 +282,7 @@ fn run(
             tracing::info!(error = %e, "the writer's connection failed; reconnecting");
             report_lost(&conn);
             conn = None;
-            begun = begin(manager, &mut conn, restart);
+            begun = begin(manager, &mut conn, restart, cache);
         }
         let c = match (begun, conn.as_mut()) {
             (Ok(()), Some(c)) => c,
@@ -282,7 +297,7 @@ fn run(
                 continue;
             }
         };
-        match batch(c, first, rx, &mut again) {
+        match batch(c, first, rx, &mut again, cache) {
             Ok(writes) => {
                 counts.commits.fetch_add(1, Ordering::Relaxed);
                 counts.writes.fetch_add(writes, Ordering::Relaxed);
@@ -367,17 +382,24 @@ fn report_lost(conn: &Option<AnyConnection>) {
     }
 }
 
-/// Opens the writer's connection when it has none, runs a checkpoint the
-/// checkpoint thread asked for (SQLite, outside any transaction), and
-/// begins the batch's transaction.
+/// Opens the writer's connection when it has none (letting the read cache
+/// watch it), runs a checkpoint the checkpoint thread asked for (SQLite,
+/// outside any transaction), and begins the batch's transaction.
 fn begin(
     manager: &Manager,
     conn: &mut Option<AnyConnection>,
     restart: &AtomicBool,
+    cache: Option<&ReadCache>,
 ) -> Result<(), StoreError> {
     let c = match conn {
         Some(c) => c,
-        None => conn.insert(manager.open()?),
+        None => {
+            let mut c = manager.open()?;
+            if let (Some(cache), AnyConnection::Sqlite(s)) = (cache, &mut c) {
+                cache.watch(s)?;
+            }
+            conn.insert(c)
+        }
     };
     if restart.swap(false, Ordering::Relaxed)
         && let Err(e) = passive_checkpoint(c)
@@ -398,12 +420,14 @@ fn begin(
 /// Runs one batch starting with `first`, in the transaction [`begin`]
 /// opened: the number of writes it
 /// committed, or `Err` when the batch as a whole failed (every write in it
-/// was answered with the error).
+/// was answered with the error). The read cache drops what the batch
+/// changed before any write is answered.
 fn batch(
     conn: &mut AnyConnection,
     first: Box<dyn Write>,
     rx: &channel::Receiver<Box<dyn Write>>,
     again: &mut VecDeque<Box<dyn Write>>,
+    cache: Option<&ReadCache>,
 ) -> Result<u64, StoreError> {
     let started = Instant::now();
     let mut done: Vec<Box<dyn Write>> = Vec::new();
@@ -433,6 +457,12 @@ fn batch(
         None => on_backend!(&mut *conn, c => AnsiTransactionManager::commit_transaction(c))
             .map_err(StoreError::from),
     };
+    if outcome.is_err() {
+        on_backend!(&mut *conn, c => rollback(c));
+    }
+    if let Some(cache) = cache {
+        cache.settle();
+    }
     match outcome {
         Ok(()) => {
             let n = done.len() as u64;
@@ -442,7 +472,6 @@ fn batch(
             Ok(n)
         }
         Err(e) => {
-            on_backend!(&mut *conn, c => rollback(c));
             let why = e.to_string();
             for write in done {
                 write.answer(Err(&why));

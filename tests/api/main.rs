@@ -25,6 +25,7 @@ mod process;
 mod properties;
 mod query;
 mod rate_limit;
+mod read_cache;
 mod reconcile;
 mod regressions;
 mod resources;
