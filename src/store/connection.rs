@@ -119,6 +119,12 @@ impl Conn {
 #[derive(Debug, Clone)]
 pub struct Manager {
     target: Target,
+    /// SQLite connections that may only read (`PRAGMA query_only`): the
+    /// pool's and the point readers'. Every write goes through the writer
+    /// thread, whose connection the read cache watches
+    /// ([`super::read_cache`]); a write on any other connection would
+    /// change what the cache holds unseen, so it fails instead.
+    reads_only: bool,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -148,7 +154,18 @@ impl r2d2::ManageConnection for Manager {
 impl Manager {
     /// A manager for the given backend.
     pub fn new(target: Target) -> Self {
-        Self { target }
+        Self {
+            target,
+            reads_only: false,
+        }
+    }
+
+    /// A manager whose SQLite connections may only read.
+    pub fn reader(target: Target) -> Self {
+        Self {
+            target,
+            reads_only: true,
+        }
     }
 
     /// The backend this manager connects to.
@@ -172,6 +189,9 @@ impl Manager {
                      PRAGMA temp_store = MEMORY;
                      PRAGMA wal_autocheckpoint = 16384;",
                 )?;
+                if self.reads_only {
+                    conn.batch_execute("PRAGMA query_only = 1")?;
+                }
                 Ok(AnyConnection::Sqlite(conn))
             }
             Target::Postgres(url) => {
@@ -207,10 +227,9 @@ fn with_connect_timeout(url: &str, secs: u64) -> String {
     format!("{base}{sep}connect_timeout={secs}")
 }
 
-/// Builds the pool. The pool does not test connections on checkout (a
-/// `SELECT 1` per request costs up to a quarter of read throughput); a
-/// broken connection surfaces as an error on use and is replaced.
-pub fn build_pool(settings: &DatabaseSettings) -> Result<(Pool, Target), StoreError> {
+/// The database the settings name, ready to connect to: a PostgreSQL URL
+/// with its connect timeout, a SQLite file's directory created.
+pub fn target_of(settings: &DatabaseSettings) -> Result<Target, StoreError> {
     let target = match Target::parse(&settings.url) {
         Target::Postgres(url) => Target::Postgres(with_connect_timeout(
             &url,
@@ -225,15 +244,21 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<(Pool, Target), StoreEr
         std::fs::create_dir_all(parent)
             .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", parent.display())))?;
     }
-    let pool = r2d2::Pool::builder()
+    Ok(target)
+}
+
+/// Builds the pool of connections that read (on SQLite they cannot
+/// write). The pool does not test connections on checkout (a
+/// `SELECT 1` per request costs up to a quarter of read throughput); a
+/// broken connection surfaces as an error on use and is replaced. It
+/// starts opening connections at once.
+pub fn build_pool(settings: &DatabaseSettings, target: &Target) -> Pool {
+    r2d2::Pool::builder()
         .max_size(settings.pool_size.max(1))
         .min_idle(Some(1))
         .test_on_check_out(false)
         .connection_timeout(Duration::from_secs(settings.connect_timeout_secs.max(1)))
-        .build_unchecked(Manager {
-            target: target.clone(),
-        });
-    Ok((pool, target))
+        .build_unchecked(Manager::reader(target.clone()))
 }
 
 /// Applies pending migrations; a no-op when the schema is current. On
@@ -259,12 +284,42 @@ pub fn run_migrations(conn: &mut AnyConnection) -> Result<usize, StoreError> {
 
 /// Whether migrations embedded in this binary are not yet applied (a
 /// database restored from an older backup, or another process mid-upgrade).
+///
+/// Read from diesel's table directly: its `has_pending_migration` first
+/// creates that table if missing, which a read-only connection (the pool's,
+/// on SQLite) may not do.
 pub fn has_pending_migrations(conn: &mut AnyConnection) -> Result<bool, StoreError> {
-    let pending = match conn {
-        AnyConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
-        AnyConnection::Postgresql(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
-    };
-    pending.map_err(|e| StoreError::Migration(e.to_string()))
+    use diesel::migration::MigrationSource;
+    #[derive(QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let applied: Vec<Applied> =
+        match diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(conn) {
+            Ok(rows) => rows,
+            // A database never migrated has no such table.
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("__diesel_schema_migrations") =>
+            {
+                return Ok(true);
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let embedded: Vec<String> = match conn {
+        AnyConnection::Sqlite(_) => {
+            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+                .map(|ms| ms.iter().map(|m| m.name().version().to_string()).collect())
+        }
+        AnyConnection::Postgresql(_) => {
+            MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
+                .map(|ms| ms.iter().map(|m| m.name().version().to_string()).collect())
+        }
+    }
+    .map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok(embedded
+        .iter()
+        .any(|v| !applied.iter().any(|a| a.version == *v)))
 }
 
 /// Runs `f` in one write transaction: `BEGIN IMMEDIATE` on SQLite (takes the

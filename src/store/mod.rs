@@ -63,7 +63,8 @@ pub use audit::{
 };
 use connection::connection_lost;
 pub use connection::{
-    AnyConnection, Conn, Pool, Target, build_pool, has_pending_migrations, run_migrations, write_tx,
+    AnyConnection, Conn, Pool, Target, build_pool, has_pending_migrations, run_migrations,
+    target_of, write_tx,
 };
 pub use index::{
     IndexEntry, explain_eq_lookup, find_by_unique_key, replace_index, replace_unique_keys,
@@ -193,13 +194,25 @@ thread_local! {
 impl Db {
     /// Builds the pool and applies migrations.
     pub fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        let (pool, target) = build_pool(settings)?;
+        let target = target_of(settings)?;
+        // Before anything else opens the file: migrations (on a connection
+        // of their own, as the pool's only read), and on a new SQLite file
+        // the switch to WAL, which another connection opening at the same
+        // moment would make fail with "database is locked".
+        let applied = run_migrations(&mut Manager::new(target.clone()).open()?)?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrations applied");
+        }
+        let pool = build_pool(settings, &target);
         // PostgreSQL: pool_size / 2 writer threads, each with a connection
         // of its own besides the pool's (a batch's statements are round
         // trips, so several batches overlap).
         let writers = (settings.pool_size as usize / 2).max(1);
-        let cache = (matches!(target, Target::Sqlite(_)) && settings.read_cache_mib > 0)
-            .then(|| Arc::new(read_cache::ReadCache::new(settings.read_cache_mib << 20)));
+        let cache =
+            (matches!(target, Target::Sqlite(_)) && settings.read_cache_mib > 0).then(|| {
+                let bytes = settings.read_cache_mib.saturating_mul(1 << 20);
+                Arc::new(read_cache::ReadCache::new(bytes))
+            });
         let writer = writer::Writer::start(Manager::new(target.clone()), writers, cache.clone())?;
         let db = Db {
             pool,
@@ -208,11 +221,6 @@ impl Db {
             cache,
             id: NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
-        let mut conn = db.pool.get()?;
-        let applied = run_migrations(&mut conn.inner)?;
-        if applied > 0 {
-            tracing::info!(applied, "database migrations applied");
-        }
         Ok(db)
     }
 
@@ -274,7 +282,7 @@ impl Db {
         let cached = POINT_READERS.with(|m| m.borrow_mut().remove(&self.id));
         let mut conn = match cached {
             Some(c) => c,
-            None => Manager::new(self.target.as_ref().clone()).open()?,
+            None => Manager::reader(self.target.as_ref().clone()).open()?,
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn)))
             .unwrap_or_else(|_| Err(StoreError::Internal("a read panicked".into())));

@@ -29,15 +29,20 @@
 //! before: its write has not been acknowledged yet, so that read was
 //! concurrent with it.
 //!
-//! # Limits
-//! Only writes through this process's writer are seen. The gateway's own
-//! commands (`reconcile`, `audit prune`, `plan`) change neither table; a
-//! second gateway process on the same SQLite file, or a hand-made change
-//! to these tables while the gateway runs, would be missed (PostgreSQL,
-//! where several gateways share a database, has no cache). The cache is
-//! bounded in bytes (`[database] read_cache_mib`, 0 turns it off) and
-//! evicts with S3-FIFO (`quick_cache`), so a scan through every user does
-//! not flush the ones read often.
+//! # Other processes
+//! Triggers see only this process's writes. What another process commits
+//! (the CLI's `reconcile` or `audit prune`, which change neither table; a
+//! hand-made change) moves SQLite's `PRAGMA data_version` on the writer's
+//! connection, which the writer reads at the start of every batch and,
+//! while idle, every second ([`ReadCache::others`]): when it moved, the
+//! whole cache is dropped, as the writer cannot know what changed. So a
+//! change made elsewhere is served within about a second, not at once.
+//! (PostgreSQL, where several gateways share a database, has no cache.)
+//!
+//! # Size
+//! The cache is bounded in bytes (`[database] read_cache_mib`, 0 turns it
+//! off) and evicts with S3-FIFO (`quick_cache`), so a scan through every
+//! user does not flush the ones read often.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,12 +79,14 @@ impl Cached {
             + row.data.len()
             + row.created.len()
             + row.last_modified.len();
+        // A reference's struct and its three allocations' headers.
         let group_bytes: usize = groups
             .iter()
-            .map(|g| g.member_id.len() + g.group_id.len() + text(&g.display) + 80)
+            .map(|g| g.member_id.len() + g.group_id.len() + text(&g.display) + 128)
             .sum();
-        // Allocation headers, the key, the Arc and the table's slot.
-        let weight = (row_bytes + group_bytes + 256) as u64;
+        // The key (a copy of the id), allocation headers, the Arc and the
+        // table's slot.
+        let weight = (row_bytes + row.id.len() + group_bytes + 320) as u64;
         Self {
             row,
             groups,
@@ -100,8 +107,9 @@ impl Weighter<String, Arc<Cached>> for ByBytes {
 /// Number of generation gates; ids hash onto them.
 const GATES: usize = 256;
 
-/// Above this many changed ids in one batch, [`ReadCache::settle`] empties
-/// the cache instead of dropping them one by one.
+/// Above this many changed ids in one batch (a group's rename or deletion
+/// reports every member), [`ReadCache::settle`] empties the cache instead
+/// of dropping them one by one, and the ids are no longer collected.
 const CLEAR_ABOVE: usize = 4096;
 
 /// What a read noted before asking the database; see the module docs.
@@ -114,12 +122,31 @@ pub struct Ticket {
 /// The cache; one per [`super::Db`].
 pub struct ReadCache {
     entries: Cache<String, Arc<Cached>, ByBytes>,
+    /// Heaviest user kept: a shard's eighth, so that one large document
+    /// never pushes out thousands of users.
+    largest: u64,
     gates: Box<[Mutex<u64>]>,
     hasher: std::collections::hash_map::RandomState,
-    /// Ids the writer's triggers reported during the current batch.
-    changed: Arc<Mutex<Vec<String>>>,
+    /// What the writer's triggers reported during the current batch.
+    changed: Arc<Mutex<Changed>>,
+    /// `PRAGMA data_version` on the writer's connection when last read.
+    others: Mutex<Option<i64>>,
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+/// What the writer's triggers reported.
+#[derive(Default)]
+struct Changed {
+    ids: Vec<String>,
+    /// More than [`CLEAR_ABOVE`] ids: drop everything.
+    all: bool,
+}
+
+#[derive(diesel::QueryableByName)]
+struct DataVersion {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    data_version: i64,
 }
 
 diesel::define_sql_function! {
@@ -158,11 +185,14 @@ impl ReadCache {
     /// A cache of at most `bytes`.
     pub fn new(bytes: u64) -> Self {
         let estimated = usize::try_from(bytes / 1024).unwrap_or(usize::MAX).max(16);
+        let entries = Cache::with_weighter(estimated, bytes, ByBytes);
         Self {
-            entries: Cache::with_weighter(estimated, bytes, ByBytes),
+            largest: entries.shard_capacity() / 8,
+            entries,
             gates: (0..GATES).map(|_| Mutex::new(0)).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
             changed: Arc::default(),
+            others: Mutex::new(None),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -191,8 +221,8 @@ impl ReadCache {
     /// Keeps what a read found, unless a write to its gate has settled
     /// since the read's ticket was taken.
     pub fn put(&self, ticket: Ticket, found: Arc<Cached>) {
-        if found.weight > self.entries.capacity() / 8 {
-            return; // one huge document would push out thousands of users
+        if found.weight > self.largest {
+            return;
         }
         let generation = lock(&self.gates[ticket.gate]);
         if *generation == ticket.generation {
@@ -202,17 +232,34 @@ impl ReadCache {
 
     /// Makes the writer's connection report every change to what a GET of
     /// a user reads. Call on each connection the writer opens, before its
-    /// first write.
+    /// first write. What happened while the writer had no connection is
+    /// unknown, so everything kept is dropped.
     pub fn watch(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
         let changed = self.changed.clone();
         scim_gateway_changed_utils::register_nondeterministic_impl(conn, move |id: String| {
-            changed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(id);
+            let mut changed = changed.lock().unwrap_or_else(PoisonError::into_inner);
+            if changed.ids.len() < CLEAR_ABOVE {
+                changed.ids.push(id);
+            } else {
+                changed.all = true;
+            }
             0
         })?;
         conn.batch_execute(TRIGGERS)?;
+        *lock(&self.others) = Some(data_version(conn)?);
+        self.clear();
+        Ok(())
+    }
+
+    /// Drops everything kept if another connection (another process)
+    /// committed since the last call on this writer connection.
+    pub fn others(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        let now = data_version(conn)?;
+        let before = lock(&self.others).replace(now);
+        if before != Some(now) {
+            tracing::debug!("another process changed the database; the read cache starts over");
+            self.clear();
+        }
         Ok(())
     }
 
@@ -221,19 +268,24 @@ impl ReadCache {
     /// answering any write of the batch.
     pub fn settle(&self) {
         let changed = std::mem::take(&mut *lock(&self.changed));
-        if changed.len() > CLEAR_ABOVE {
-            let gates: Vec<_> = self.gates.iter().map(lock).collect();
-            self.entries.clear();
-            for mut generation in gates {
-                *generation += 1;
-            }
-            return;
+        if changed.all {
+            return self.clear();
         }
-        for id in changed {
+        for id in changed.ids {
             let mut generation = lock(&self.gates[self.gate(&id)]);
             *generation += 1;
             self.entries.remove(id.as_str());
         }
+    }
+
+    /// Drops everything. Each gate is moved on before the entries go: a
+    /// read with an older ticket then either fails its check or stored
+    /// its row before, and the clear takes it.
+    fn clear(&self) {
+        for gate in self.gates.iter() {
+            *lock(gate) += 1;
+        }
+        self.entries.clear();
     }
 
     /// Reads served from the cache and reads that went to the database.
@@ -252,6 +304,14 @@ impl ReadCache {
     fn gate(&self, id: &str) -> usize {
         (self.hasher.hash_one(id) % GATES as u64) as usize
     }
+}
+
+/// What `PRAGMA data_version` says on this connection.
+fn data_version(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+    use diesel::RunQueryDsl;
+    Ok(diesel::sql_query("PRAGMA data_version")
+        .get_result::<DataVersion>(conn)?
+        .data_version)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -310,7 +370,7 @@ mod tests {
 
     /// Which ids the writer's triggers reported since the last call.
     fn reported(cache: &ReadCache) -> Vec<String> {
-        let mut ids = std::mem::take(&mut *super::lock(&cache.changed));
+        let mut ids = std::mem::take(&mut super::lock(&cache.changed).ids);
         ids.sort();
         ids.dedup();
         ids
@@ -378,15 +438,65 @@ mod tests {
     }
 
     #[test]
-    fn a_large_batch_empties_the_cache_and_stales_every_ticket() {
+    fn a_large_batch_empties_the_cache_and_stales_every_ticket() -> anyhow::Result<()> {
         let cache = ReadCache::new(1 << 20);
-        let before = cache.ticket("u9");
-        cache.put(cache.ticket("u1"), cached("u1"));
-        super::lock(&cache.changed).extend((0..=CLEAR_ABOVE).map(|i| format!("x{i}")));
+        let mut c = watched(&cache)?;
+        // Users m1..m4097 in group g, which then holds CLEAR_ABOVE + 3.
+        c.batch_execute(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i <= {CLEAR_ABOVE})
+             INSERT INTO resources (id, tenant, resource_type, data, version, created, last_modified)
+             SELECT 'm' || i, 't', 'User', '{{}}', 1, 'x', 'x' FROM n;
+             INSERT INTO group_members (group_id, member_id, member_type)
+             SELECT 'g', id, 'User' FROM resources WHERE id LIKE 'm%';"
+        ))?;
         cache.settle();
-        assert!(cache.get("u1").is_none());
+        let before = cache.ticket("u9");
+        cache.put(cache.ticket("u3"), cached("u3"));
+        // Its rename reports every member: too many to drop one by one.
+        c.batch_execute("UPDATE resources SET display = 'big' WHERE id = 'g'")?;
+        {
+            let changed = super::lock(&cache.changed);
+            assert!(changed.all && changed.ids.len() == CLEAR_ABOVE);
+        }
+        cache.settle();
+        assert!(cache.get("u3").is_none(), "u3 is in no group, but all went");
         cache.put(before, cached("u9"));
         assert!(cache.get("u9").is_none());
+        assert!(super::lock(&cache.changed).ids.is_empty());
+        Ok(())
+    }
+
+    /// What another connection (another process) commits cannot be told
+    /// apart: the writer drops everything when it sees one.
+    #[test]
+    fn a_commit_by_another_connection_empties_the_cache() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("db.sqlite");
+        let path = path.to_str().unwrap_or_default();
+        let mut any = AnyConnection::Sqlite(SqliteConnection::establish(path)?);
+        run_migrations(&mut any)?;
+        let AnyConnection::Sqlite(mut mine) = any else {
+            anyhow::bail!("SQLite only");
+        };
+        mine.batch_execute("PRAGMA journal_mode = WAL")?;
+        let cache = ReadCache::new(1 << 20);
+        cache.watch(&mut mine)?;
+        cache.put(cache.ticket("u1"), cached("u1"));
+        // Nothing committed elsewhere; this connection's own commits
+        // (reported by its triggers) do not count as another's.
+        mine.batch_execute(
+            "INSERT INTO resources (id, tenant, resource_type, data, version, created, last_modified)
+             VALUES ('u2', 't', 'User', '{}', 1, 'x', 'x')",
+        )?;
+        cache.settle();
+        cache.others(&mut mine)?;
+        assert!(cache.get("u1").is_some());
+        let mut other = SqliteConnection::establish(path)?;
+        other.batch_execute("UPDATE resources SET version = 2 WHERE id = 'u2'")?;
+        assert!(cache.get("u1").is_some(), "not before the writer looks");
+        cache.others(&mut mine)?;
+        assert!(cache.get("u1").is_none());
+        Ok(())
     }
 
     #[test]

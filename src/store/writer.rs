@@ -271,7 +271,26 @@ fn run(
     let mut conn: Option<AnyConnection> = None;
     // Deadlock victims, to run before anything else is taken.
     let mut again: VecDeque<Box<dyn Write>> = VecDeque::new();
-    while let Some(first) = again.pop_front().or_else(|| rx.recv().ok()) {
+    loop {
+        let first = match (again.pop_front(), cache) {
+            (Some(first), _) => first,
+            (None, None) => match rx.recv() {
+                Ok(first) => first,
+                Err(_) => return,
+            },
+            // Idle, the writer still notices what other processes commit.
+            (None, Some(cache)) => match rx.recv_timeout(OTHERS_EVERY) {
+                Ok(first) => first,
+                Err(channel::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = others_while_idle(manager, &mut conn, cache) {
+                        tracing::warn!(error = %e, "the writer cannot read the database's version");
+                        conn = None;
+                    }
+                    continue;
+                }
+                Err(channel::RecvTimeoutError::Disconnected) => return,
+            },
+        };
         let reused = conn.is_some();
         let mut begun = begin(manager, &mut conn, restart, cache);
         if let Err(e) = &begun
@@ -297,10 +316,8 @@ fn run(
                 continue;
             }
         };
-        match batch(c, first, rx, &mut again, cache) {
-            Ok(writes) => {
-                counts.commits.fetch_add(1, Ordering::Relaxed);
-                counts.writes.fetch_add(writes, Ordering::Relaxed);
+        match batch(c, first, rx, &mut again, (cache, counts)) {
+            Ok(()) => {
                 // Full means one is pending already; gone means it died
                 // (logged there) and the automatic checkpoint takes over.
                 if let Some(poke) = poke {
@@ -391,16 +408,7 @@ fn begin(
     restart: &AtomicBool,
     cache: Option<&ReadCache>,
 ) -> Result<(), StoreError> {
-    let c = match conn {
-        Some(c) => c,
-        None => {
-            let mut c = manager.open()?;
-            if let (Some(cache), AnyConnection::Sqlite(s)) = (cache, &mut c) {
-                cache.watch(s)?;
-            }
-            conn.insert(c)
-        }
-    };
+    let c = connected(manager, conn, cache)?;
     if restart.swap(false, Ordering::Relaxed)
         && let Err(e) = passive_checkpoint(c)
     {
@@ -410,25 +418,66 @@ fn begin(
     // transaction that must upgrade fails with "database is locked").
     match c {
         AnyConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+            // Holding the write lock, nothing else commits until this
+            // batch is done: what others committed before is all there is.
+            if let Some(cache) = cache {
+                cache.others(c)?;
+            }
+            Ok(())
         }
-        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c),
+        AnyConnection::Postgresql(c) => {
+            AnsiTransactionManager::begin_transaction(c).map_err(StoreError::from)
+        }
     }
-    .map_err(StoreError::from)
+}
+
+/// The writer's connection, opened (and watched by the read cache) when
+/// it has none.
+fn connected<'c>(
+    manager: &Manager,
+    conn: &'c mut Option<AnyConnection>,
+    cache: Option<&ReadCache>,
+) -> Result<&'c mut AnyConnection, StoreError> {
+    Ok(match conn {
+        Some(c) => c,
+        None => {
+            let mut c = manager.open()?;
+            if let (Some(cache), AnyConnection::Sqlite(s)) = (cache, &mut c) {
+                cache.watch(s)?;
+            }
+            conn.insert(c)
+        }
+    })
+}
+
+/// How often an idle writer asks SQLite whether another process
+/// committed, for the read cache (a busy one asks at every batch).
+const OTHERS_EVERY: Duration = Duration::from_secs(1);
+
+/// An idle writer's check for commits of other processes.
+fn others_while_idle(
+    manager: &Manager,
+    conn: &mut Option<AnyConnection>,
+    cache: &ReadCache,
+) -> Result<(), StoreError> {
+    match connected(manager, conn, Some(cache))? {
+        AnyConnection::Sqlite(c) => cache.others(c),
+        AnyConnection::Postgresql(_) => Ok(()),
+    }
 }
 
 /// Runs one batch starting with `first`, in the transaction [`begin`]
-/// opened: the number of writes it
-/// committed, or `Err` when the batch as a whole failed (every write in it
-/// was answered with the error). The read cache drops what the batch
-/// changed before any write is answered.
+/// opened: `Err` when the batch as a whole failed (every write in it was
+/// answered with the error). Before any write is answered, the read
+/// cache drops what the batch changed and the counters count it.
 fn batch(
     conn: &mut AnyConnection,
     first: Box<dyn Write>,
     rx: &channel::Receiver<Box<dyn Write>>,
     again: &mut VecDeque<Box<dyn Write>>,
-    cache: Option<&ReadCache>,
-) -> Result<u64, StoreError> {
+    (cache, counts): (Option<&ReadCache>, &Counts),
+) -> Result<(), StoreError> {
     let started = Instant::now();
     let mut done: Vec<Box<dyn Write>> = Vec::new();
     let mut next = Some(first);
@@ -465,11 +514,14 @@ fn batch(
     }
     match outcome {
         Ok(()) => {
-            let n = done.len() as u64;
+            counts.commits.fetch_add(1, Ordering::Relaxed);
+            counts
+                .writes
+                .fetch_add(done.len() as u64, Ordering::Relaxed);
             for write in done {
                 write.answer(Ok(()));
             }
-            Ok(n)
+            Ok(())
         }
         Err(e) => {
             let why = e.to_string();

@@ -159,7 +159,7 @@ async fn a_read_user_is_still_unknown_to_another_tenant() {
     app.get_ok(&path).await;
     let globex = app.with_token(GLOBEX_TOKEN);
     assert_scim_error(globex.get(&path).await, 404, None).await;
-    // Nor is a user a group.
+    // Nor is a user a group (a read the cache never answers).
     let as_group = path.replace("/Users/", "/Groups/");
     assert_scim_error(app.get(&as_group).await, 404, None).await;
     app.get_ok(&path).await;

@@ -197,3 +197,61 @@ async fn a_deadlock_victim_runs_again_and_both_writes_succeed() {
     let counts: Vec<(String, i32)> = counts.into_iter().map(|c| (c.k, c.n)).collect();
     assert_eq!(counts, [("x".to_string(), 2), ("y".to_string(), 2)]);
 }
+
+/// On SQLite every write goes through the writer, whose connection the
+/// read cache watches: a pooled connection that tried to write would
+/// change users unseen, so it cannot.
+#[tokio::test]
+async fn on_sqlite_only_the_writer_can_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, pg) = store(dir.path()).await;
+    let off_the_writer = db.run(|c| insert(c, "pooled")).await;
+    if pg.is_some() {
+        off_the_writer.unwrap();
+    } else {
+        let e = off_the_writer.unwrap_err();
+        assert!(e.to_string().contains("readonly"), "{e}");
+        assert!(keys(&db, "").await.is_empty());
+    }
+    // Readiness reads the applied migrations without writing.
+    db.is_ready().await.unwrap();
+}
+
+/// The read cache keeps watching after the writer had to replace its
+/// connection: the new connection reports changes as the old one did.
+#[tokio::test]
+async fn the_read_cache_sees_writes_on_a_replaced_writer_connection() {
+    use diesel::connection::SimpleConnection;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, pg) = store(dir.path()).await;
+    if pg.is_some() {
+        return; // no read cache on PostgreSQL
+    }
+    let set = |data: &'static str| {
+        move |c: &mut AnyConnection| -> Result<(), StoreError> {
+            c.batch_execute(&format!(
+                "INSERT INTO resources (id, tenant, resource_type, data, version, created, last_modified)
+                 VALUES ('u1', 't', 'User', '{data}', 1, 'x', 'x')
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data"
+            ))?;
+            Ok(())
+        }
+    };
+    let read = || async {
+        let (row, _) = db.find_user_with_groups("t", "User", "u1").await.unwrap();
+        row.data
+    };
+    db.write(set("{\"v\":1}")).await.unwrap();
+    assert_eq!(read().await, "{\"v\":1}");
+    // Ends the batch's transaction behind the writer's back: the savepoint
+    // cannot be released, the batch fails, the connection is replaced.
+    let broken = db.write(|c| Ok(c.batch_execute("ROLLBACK")?)).await;
+    assert!(broken.is_err(), "{broken:?}");
+    db.write(|c| insert(c, "after")).await.unwrap();
+    assert_eq!(read().await, "{\"v\":1}");
+    assert_eq!(read().await, "{\"v\":1}");
+    let ((hits, _), _) = db.read_cache().unwrap();
+    assert!(hits >= 1, "the user is read from the cache again");
+    db.write(set("{\"v\":2}")).await.unwrap();
+    assert_eq!(read().await, "{\"v\":2}");
+}
