@@ -219,7 +219,9 @@ impl From<StoreError> for ScimError {
         match e {
             StoreError::NotFound => ScimError::not_found("Resource not found."),
             StoreError::Conflict(detail) => ScimError::uniqueness(detail),
-            StoreError::Unavailable(cause) => {
+            StoreError::Unavailable(cause)
+            | StoreError::LockCycle(cause)
+            | StoreError::Lost(cause) => {
                 tracing::warn!(error = %cause, "store unavailable");
                 ScimError::unavailable()
             }

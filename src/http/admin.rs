@@ -514,13 +514,15 @@ pub async fn plan_preview(
         .map_err(|_| ScimError::invalid_syntax("The configuration must be UTF-8 TOML."))?;
     let candidate = crate::config::Settings::parse(text)
         .map_err(|e| ScimError::invalid_syntax(format!("The configuration is invalid: {e}")))?;
-    let apps = crate::lifecycle::Apps::compile(
-        &svc.registry,
-        &candidate.apps,
-        &candidate.rules,
-        &candidate.lifecycle,
-    )
-    .map_err(|e| ScimError::invalid_value(format!("The configuration is invalid: {e:#}")))?;
+    let apps = std::sync::Arc::new(
+        crate::lifecycle::Apps::compile(
+            &svc.registry,
+            &candidate.apps,
+            &candidate.rules,
+            &candidate.lifecycle,
+        )
+        .map_err(|e| ScimError::invalid_value(format!("The configuration is invalid: {e:#}")))?,
+    );
     let reg = svc.registry.clone();
     let preview = svc
         .db

@@ -96,6 +96,17 @@ pub enum StoreError {
     /// The database cannot be reached or is busy; retry later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// PostgreSQL aborted the statement to break a lock cycle with another
+    /// transaction (a deadlock, a serialization failure): the same work,
+    /// run again once the other has gone on, can succeed. A client that
+    /// meets it gets 503, as for [`StoreError::Unavailable`].
+    #[error("database lock cycle: {0}")]
+    LockCycle(String),
+    /// The connection to the database server was lost (a restart, the
+    /// network): a read can run again on another connection. A client that
+    /// meets it gets 503.
+    #[error("database connection lost: {0}")]
+    Lost(String),
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
     Migration(String),
@@ -112,11 +123,9 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether PostgreSQL refused the statement to break a lock cycle
-    /// (deadlock) or a serialization conflict: the same write, run again
-    /// once the other transaction has gone on, can succeed.
+    /// ([`StoreError::LockCycle`]).
     pub fn is_lock_cycle(&self) -> bool {
-        matches!(self, StoreError::Unavailable(m)
-            if m.contains("deadlock detected") || m.starts_with("could not serialize"))
+        matches!(self, StoreError::LockCycle(_))
     }
 }
 
@@ -134,18 +143,27 @@ impl From<DieselError> for StoreError {
                 ))
             }
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
-                StoreError::Unavailable(info.message().to_string())
+                StoreError::LockCycle(info.message().to_string())
             }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                StoreError::Unavailable(info.message().to_string())
+                StoreError::Lost(info.message().to_string())
+            }
+            // PostgreSQL's deadlock_detected (40P01) has no kind of its own in diesel.
+            DieselError::DatabaseError(_, ref info)
+                if info.message().contains("deadlock detected") =>
+            {
+                StoreError::LockCycle(info.message().to_string())
             }
             DieselError::DatabaseError(_, ref info)
-                if info.message().contains("database is locked")
-                    || info.message().contains("deadlock detected")
-                    || info.message().contains("terminating connection")
+                if info.message().contains("terminating connection")
                     || info.message().contains("server closed the connection")
                     || info.message().contains("no connection to the server")
                     || info.message().contains("connection to server") =>
+            {
+                StoreError::Lost(info.message().to_string())
+            }
+            DieselError::DatabaseError(_, ref info)
+                if info.message().contains("database is locked") =>
             {
                 StoreError::Unavailable(info.message().to_string())
             }
@@ -191,6 +209,35 @@ thread_local! {
         std::cell::RefCell::default();
 }
 
+/// Runs `f` on a pooled connection. A PostgreSQL connection that `f`
+/// found lost is marked broken (the pool drops it) and the loss recorded,
+/// so the pool's other connections are checked before their next use.
+fn read_on<T>(
+    pool: &Pool,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut conn = pool.get()?;
+    // After a lost server, skip the pooled connections it took along.
+    // (Each is given back, to be discarded, before the next is asked for:
+    // holding them, pool_size readers at once would wait for each other
+    // until the pool's timeout.)
+    for _ in 0..pool.max_size() {
+        if conn.still_usable() {
+            break;
+        }
+        drop(conn);
+        conn = pool.get()?;
+    }
+    let result = f(&mut conn.inner);
+    if let Err(StoreError::Lost(_) | StoreError::Unavailable(_)) = &result
+        && matches!(conn.inner, AnyConnection::Postgresql(_))
+    {
+        conn.broken = true;
+        connection_lost();
+    }
+    result
+}
+
 impl Db {
     /// Builds the pool and applies migrations.
     pub fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
@@ -229,35 +276,36 @@ impl Db {
         &self.target
     }
 
-    /// Runs blocking store work off the async executor.
+    /// Runs blocking store work off the async executor: reads (writes go
+    /// through [`Db::write`]; on SQLite these connections cannot write).
+    ///
+    /// On PostgreSQL a read whose connection turns out lost (the server
+    /// restarted while the connection sat in the pool) runs once more, on
+    /// a connection opened for it: nothing tells an idle pooled connection
+    /// that its server went away, and without that each of them would fail
+    /// one request after the server is back. (Not on one from the pool,
+    /// which waits for a connection up to its timeout: while the server is
+    /// down, a read should fail at once.) That needs `f` again, hence
+    /// `Clone`.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Clone + Send + 'static,
     {
         let pool = self.pool.clone();
+        let target = self.target.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
-            // After a lost server, skip the pooled connections it took along.
-            // (Each is given back, to be discarded, before the next is
-            // asked for: holding them, pool_size readers at once would wait
-            // for each other until the pool's timeout.)
-            for _ in 0..pool.max_size() {
-                if conn.still_usable() {
-                    break;
-                }
-                drop(conn);
-                conn = pool.get()?;
+            let spare = target.is_postgres().then(|| f.clone());
+            match read_on(&pool, f) {
+                Err(StoreError::Lost(why)) => match spare {
+                    Some(f) => {
+                        tracing::info!(error = %why, "a pooled connection was lost; reading again");
+                        f(&mut Manager::reader(target.as_ref().clone()).open()?)
+                    }
+                    None => Err(StoreError::Lost(why)),
+                },
+                other => other,
             }
-            let result = f(&mut conn.inner);
-            if let Err(e @ StoreError::Unavailable(_)) = &result
-                && matches!(conn.inner, AnyConnection::Postgresql(_))
-                && !e.is_lock_cycle()
-            {
-                conn.broken = true;
-                connection_lost();
-            }
-            result
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))?
@@ -273,7 +321,7 @@ impl Db {
     pub async fn point<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Clone + Send + 'static,
     {
         let Target::Sqlite(_) = self.target.as_ref() else {
             return self.run(f).await;
@@ -288,7 +336,7 @@ impl Db {
             .unwrap_or_else(|_| Err(StoreError::Internal("a read panicked".into())));
         let keep = !matches!(
             result,
-            Err(StoreError::Unavailable(_) | StoreError::Internal(_))
+            Err(StoreError::Unavailable(_) | StoreError::Lost(_) | StoreError::Internal(_))
         );
         if keep {
             POINT_READERS.with(|m| m.borrow_mut().insert(self.id, conn));
@@ -359,14 +407,35 @@ impl Db {
 
     /// Whether the database answers with every migration applied; the
     /// error says what is missing.
+    ///
+    /// Asked on an idle pooled connection, or else on one opened for it
+    /// (one attempt), never by waiting for the pool: with the server down
+    /// the pool waits for a connection up to its timeout (5 s by default),
+    /// longer than a readiness probe waits for its answer.
     pub async fn is_ready(&self) -> Result<(), StoreError> {
-        let pending = self
-            .run(|conn| {
-                use diesel::connection::SimpleConnection;
+        use diesel::connection::SimpleConnection;
+        let (pool, target) = (self.pool.clone(), self.target.clone());
+        let pending = tokio::task::spawn_blocking(move || {
+            let check = |conn: &mut AnyConnection| {
                 conn.batch_execute("SELECT 1")?;
                 has_pending_migrations(conn)
-            })
-            .await?;
+            };
+            if let Some(mut conn) = pool.try_get()
+                && conn.still_usable()
+            {
+                let result = check(&mut conn.inner);
+                if let Err(StoreError::Lost(_) | StoreError::Unavailable(_)) = &result
+                    && target.is_postgres()
+                {
+                    conn.broken = true;
+                    connection_lost();
+                }
+                return result;
+            }
+            check(&mut Manager::reader(target.as_ref().clone()).open()?)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
         if pending {
             return Err(StoreError::Migration(
                 "the database schema is older than this binary".into(),

@@ -182,9 +182,15 @@ async fn metrics_count_requests_by_route_and_deliveries_by_app() {
             .iter()
             .filter_map(|st| value(&s, "scim_gateway_jobs", &[("app", "crm"), ("state", st)]))
             .sum();
+        let void_dead = value(
+            &s,
+            "scim_gateway_jobs",
+            &[("app", "void"), ("state", "dead")],
+        );
         if ops("crm", "success") == Some(3.0)
             && ops("void", "dead_letter") == Some(3.0)
             && crm_queued == 0.0
+            && void_dead == Some(3.0)
         {
             Ok(s)
         } else {

@@ -205,10 +205,35 @@ async fn two_processes_share_one_database_consistently() {
     assert_eq!(second["totalResults"], 21);
 }
 
+/// The local PostgreSQL server, stopped until this is dropped: a test that
+/// fails while the server is down must not leave it down for the tests
+/// after it.
+struct Stopped;
+
+impl Stopped {
+    fn server() -> Self {
+        pg_ctl("stop");
+        Stopped
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let started = pg_ctl_ran("start");
+        // Asserting while the test panics would abort the whole run.
+        assert!(started || std::thread::panicking(), "pg_ctlcluster start");
+    }
+}
+
 fn pg_ctl(action: &str) {
+    assert!(pg_ctl_ran(action), "pg_ctlcluster {action}");
+}
+
+/// Runs `pg_ctlcluster … action` on every local cluster; whether all succeeded.
+fn pg_ctl_ran(action: &str) -> bool {
     let versions = std::fs::read_dir("/etc/postgresql").expect("a local PostgreSQL cluster");
-    for v in versions.flatten() {
-        let status = Command::new("pg_ctlcluster")
+    versions.flatten().all(|v| {
+        Command::new("pg_ctlcluster")
             .args([
                 "--skip-systemctl-redirect",
                 &v.file_name().to_string_lossy(),
@@ -216,9 +241,8 @@ fn pg_ctl(action: &str) {
                 action,
             ])
             .status()
-            .expect("pg_ctlcluster");
-        assert!(status.success(), "pg_ctlcluster {action}");
-    }
+            .is_ok_and(|s| s.success())
+    })
 }
 
 #[tokio::test]
@@ -264,15 +288,18 @@ async fn pg_restart_under_write_load_loses_no_acknowledged_write() {
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    pg_ctl("stop");
+    let stopped = Stopped::server();
+    // At once, not after the pool's 5 s wait for a connection: a probe
+    // gives up sooner.
     let ready = client
         .get(format!("{}/readyz", gw.base))
+        .timeout(Duration::from_secs(2))
         .send()
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    pg_ctl("start");
+    drop(stopped);
     let (acknowledged, refused) = writer.await.unwrap();
     assert!(refused > 0, "the outage was not observed");
     assert!(acknowledged.len() > 10);
@@ -302,13 +329,14 @@ async fn pg_restart_under_write_load_loses_no_acknowledged_write() {
     }
 }
 
-/// After a restart of an idle server, the first writes succeed: each writer
-/// thread's connection died with the server, and a writer that finds its
-/// kept connection gone opens a new one before it runs a write, instead of
-/// failing the write it holds.
+/// After a restart of an idle server, the first requests succeed. Each
+/// writer thread's connection died with the server, and a writer that finds
+/// its kept connection gone opens a new one before it runs a write, instead
+/// of failing the write it holds. Each pooled connection died too, and a
+/// read that finds its connection gone runs again on another.
 #[tokio::test]
 #[ignore = "stops and starts the local PostgreSQL server; run alone by scripts/test"]
-async fn pg_restart_while_idle_fails_no_later_write() {
+async fn pg_restart_while_idle_fails_no_later_request() {
     let db = Database::create();
     let gw = start(&db.url()).await;
     let client = reqwest::Client::new();
@@ -326,12 +354,35 @@ async fn pg_restart_while_idle_fails_no_later_write() {
                 .as_u16()
         }
     };
-    // Concurrent writes, so that every writer thread holds a connection.
+    let look_up = |name: String| {
+        let (client, base) = (client.clone(), gw.base.clone());
+        async move {
+            client
+                .get(format!("{base}/scim/v2/Users"))
+                .query(&[("filter", format!("userName eq \"{name}\""))])
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Concurrent writes, so that every writer thread holds a connection,
+    // and concurrent reads, so that the pool holds several.
     let warm: Vec<u16> =
         futures_util::future::join_all((0..40).map(|i| create(format!("warm{i}")))).await;
     assert!(warm.iter().all(|s| *s == 201), "{warm:?}");
-    pg_ctl("stop");
-    pg_ctl("start");
+    let read: Vec<u16> =
+        futures_util::future::join_all((0..40).map(|i| look_up(format!("warm{i}")))).await;
+    assert!(read.iter().all(|s| *s == 200), "{read:?}");
+    drop(Stopped::server());
+    let read: Vec<u16> =
+        futures_util::future::join_all((0..16).map(|i| look_up(format!("warm{i}")))).await;
+    assert!(
+        read.iter().all(|s| *s == 200),
+        "reads after the restart: {read:?}"
+    );
     for i in 0..8 {
         assert_eq!(
             create(format!("after{i}")).await,

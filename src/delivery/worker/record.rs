@@ -74,11 +74,11 @@ async fn record_batch(shared: &Shared, outcomes: Vec<Outcome>) {
                 .collect();
             // A deadlock victim fails the whole write, so that the writer
             // runs it again instead of the job being delivered again.
-            if let Some(Err(StoreError::Unavailable(why))) = results
+            if let Some(Err(StoreError::LockCycle(why))) = results
                 .iter()
                 .find(|r| r.as_ref().is_err_and(StoreError::is_lock_cycle))
             {
-                return Err(StoreError::Unavailable(why.clone()));
+                return Err(StoreError::LockCycle(why.clone()));
             }
             Ok((outcomes, results))
         })
