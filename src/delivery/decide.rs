@@ -213,7 +213,7 @@ fn decide_from(
         Kind::Group => &reg.group,
     };
     let stored = Stored {
-        row,
+        row: std::sync::Arc::new(row),
         members: None,
         groups,
     };

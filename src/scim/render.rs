@@ -16,7 +16,7 @@ use crate::store::{GroupRef, MemberRow, ResourceRow};
 #[derive(Debug, Clone)]
 pub struct Stored {
     /// The row.
-    pub row: ResourceRow,
+    pub row: std::sync::Arc<ResourceRow>,
     /// Group members, when loaded.
     pub members: Option<Vec<MemberRow>>,
     /// A user's groups, when loaded.
@@ -365,7 +365,7 @@ mod tests {
         groups: Option<Vec<GroupRef>>,
     ) -> Stored {
         Stored {
-            row: ResourceRow {
+            row: std::sync::Arc::new(ResourceRow {
                 id: "0194-a".into(),
                 tenant: "default".into(),
                 resource_type: "User".into(),
@@ -375,7 +375,7 @@ mod tests {
                 version: 3,
                 created: "2026-01-02T03:04:05.678Z".into(),
                 last_modified: "2026-02-03T04:05:06.789Z".into(),
-            },
+            }),
             members,
             groups,
         }

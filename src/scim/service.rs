@@ -302,15 +302,15 @@ impl Service {
         let policy = self.pull_policy(actor)?;
         if policy.is_none() && kind == Kind::User {
             // What most GETs are: the read cache may hold it.
-            let found = self
+            let (row, groups) = self
                 .db
                 .find_user_with_groups(&actor.tenant, kind.name(), id)
                 .await?;
-            let mut stored = with_groups(found);
-            if !load.groups {
-                stored.groups = None;
-            }
-            return Ok(stored);
+            return Ok(Stored {
+                row,
+                members: None,
+                groups: load.groups.then_some(groups),
+            });
         }
         let tenant = actor.tenant.clone();
         let id = id.to_string();
@@ -884,7 +884,7 @@ fn restrict_members(
         for row in store::find_resources_by_ids(conn, tenant, Some(kind.name()), &ids)? {
             let member = load_side(conn, kind, row, side)?;
             if policy.in_scope(reg, kind, &render(rt_of(reg, kind), &member, "")) {
-                keep.insert(member.row.id);
+                keep.insert(member.row.id.clone());
             }
         }
     }
@@ -895,7 +895,7 @@ fn restrict_members(
 /// A user read with its groups (no members: a user has none).
 fn with_groups((row, groups): (ResourceRow, Vec<GroupRef>)) -> Stored {
     Stored {
-        row,
+        row: Arc::new(row),
         members: None,
         groups: Some(groups),
     }
@@ -935,7 +935,7 @@ pub(super) fn load_side(
         None
     };
     Ok(Stored {
-        row,
+        row: Arc::new(row),
         members,
         groups,
     })

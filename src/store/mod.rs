@@ -352,12 +352,13 @@ impl Db {
         tenant: &str,
         resource_type: &'static str,
         id: &str,
-    ) -> Result<(ResourceRow, Vec<GroupRef>), StoreError> {
+    ) -> Result<(Arc<ResourceRow>, Vec<GroupRef>), StoreError> {
         let Some(cache) = &self.cache else {
             let (tenant, id) = (tenant.to_string(), id.to_string());
-            return self
+            let (row, groups) = self
                 .point(move |c| find_resource_with_groups(c, &tenant, resource_type, &id))
-                .await;
+                .await?;
+            return Ok((Arc::new(row), groups));
         };
         if let Some(hit) = cache.get(id) {
             // The database would not find it either: its query asks for

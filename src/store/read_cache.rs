@@ -59,8 +59,8 @@ use super::{GroupRef, ResourceRow, StoreError};
 /// member of.
 #[derive(Debug)]
 pub struct Cached {
-    /// The row.
-    pub row: ResourceRow,
+    /// The row, shared with the responses built from it.
+    pub row: Arc<ResourceRow>,
     /// Its groups, in [`super::find_resource_with_groups`]'s order.
     pub groups: Vec<GroupRef>,
     /// What keeping it costs, in bytes (roughly).
@@ -88,7 +88,7 @@ impl Cached {
         // table's slot.
         let weight = (row_bytes + row.id.len() + group_bytes + 320) as u64;
         Self {
-            row,
+            row: Arc::new(row),
             groups,
             weight,
         }

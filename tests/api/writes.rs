@@ -239,7 +239,7 @@ async fn the_read_cache_sees_writes_on_a_replaced_writer_connection() {
     };
     let read = || async {
         let (row, _) = db.find_user_with_groups("t", "User", "u1").await.unwrap();
-        row.data
+        row.data.clone()
     };
     db.write(set("{\"v\":1}")).await.unwrap();
     assert_eq!(read().await, "{\"v\":1}");
