@@ -788,6 +788,9 @@ impl Settings {
         if let Some(v) = get("DATABASE_URL") {
             self.database.url = v;
         }
+        if let Some(v) = get("SCIM_GATEWAY_READ_CACHE_MIB").and_then(|v| v.trim().parse().ok()) {
+            self.database.read_cache_mib = v;
+        }
         if let Some(v) = get("SCIM_GATEWAY_LOG_FORMAT") {
             self.log.format = v;
         }
@@ -907,9 +910,11 @@ mod tests {
         s.apply_env(|k| match k {
             "SCIM_GATEWAY_LISTEN" => Some("127.0.0.1:9".into()),
             "SCIM_GATEWAY_TOKEN" => Some("s3cret".into()),
+            "SCIM_GATEWAY_READ_CACHE_MIB" => Some("0".into()),
             _ => None,
         });
         assert_eq!(s.server.listen, "127.0.0.1:9");
+        assert_eq!(s.database.read_cache_mib, 0);
         let tokens = s.token_hashes().unwrap();
         assert_eq!(tokens.len(), 1);
         assert_eq!(tokens[0].tenant, DEFAULT_TENANT);
