@@ -108,7 +108,7 @@ fn fixture() -> Fixture {
                 store::find_groups_of(&mut conn, std::slice::from_ref(&id)).unwrap_or_default()
             });
             let stored = Stored {
-                row,
+                row: std::sync::Arc::new(row),
                 members,
                 groups,
             };
