@@ -209,9 +209,7 @@ thread_local! {
         std::cell::RefCell::default();
 }
 
-/// Runs `f` on a pooled connection. A PostgreSQL connection that `f`
-/// found lost is marked broken (the pool drops it) and the loss recorded,
-/// so the pool's other connections are checked before their next use.
+/// Runs `f` on a pooled connection ([`note_lost`] when it failed).
 fn read_on<T>(
     pool: &Pool,
     f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
@@ -229,13 +227,20 @@ fn read_on<T>(
         conn = pool.get()?;
     }
     let result = f(&mut conn.inner);
-    if let Err(StoreError::Lost(_) | StoreError::Unavailable(_)) = &result
+    note_lost(&mut conn, &result);
+    result
+}
+
+/// Marks a PostgreSQL connection on which `result` failed as lost: the
+/// pool drops it, and the loss is recorded, so the pool's other
+/// connections are checked before their next use.
+fn note_lost<T>(conn: &mut Conn, result: &Result<T, StoreError>) {
+    if let Err(StoreError::Lost(_) | StoreError::Unavailable(_)) = result
         && matches!(conn.inner, AnyConnection::Postgresql(_))
     {
         conn.broken = true;
         connection_lost();
     }
-    result
 }
 
 impl Db {
@@ -425,12 +430,7 @@ impl Db {
                 && conn.still_usable()
             {
                 let result = check(&mut conn.inner);
-                if let Err(StoreError::Lost(_) | StoreError::Unavailable(_)) = &result
-                    && target.is_postgres()
-                {
-                    conn.broken = true;
-                    connection_lost();
-                }
+                note_lost(&mut conn, &result);
                 return result;
             }
             check(&mut Manager::reader(target.as_ref().clone()).open()?)
