@@ -71,6 +71,10 @@ pub struct Snapshot {
     /// The read cache, when there is one: (hits, misses) and (users kept,
     /// their bytes).
     pub read_cache: Option<((u64, u64), (usize, u64))>,
+    /// PostgreSQL: audit rows not yet sealed into the chain, with the
+    /// time the oldest was written (`None` on SQLite, which chains as it
+    /// writes).
+    pub audit_unsealed: Option<crate::store::SealBacklog>,
 }
 
 impl Metrics {
@@ -169,6 +173,39 @@ impl Metrics {
         TextEncoder::new().encode(&families, &mut out)?;
         String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
+}
+
+/// The audit sealer's backlog: rows waiting and how long the oldest has.
+fn seal_families(
+    backlog: &crate::store::SealBacklog,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<prometheus::proto::MetricFamily>, prometheus::Error> {
+    let rows = prometheus::IntGauge::with_opts(
+        Opts::new(
+            "audit_unsealed_rows",
+            "Audit rows written but not yet sealed into the hash chain.",
+        )
+        .namespace(NAMESPACE),
+    )?;
+    rows.set(backlog.rows);
+    let lag = prometheus::Gauge::with_opts(
+        Opts::new(
+            "audit_seal_lag_seconds",
+            "Age of the oldest audit row not yet sealed into the chain (0 when none waits).",
+        )
+        .namespace(NAMESPACE),
+    )?;
+    let seconds = backlog
+        .oldest_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| (now - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1e3)
+        .unwrap_or(0.0)
+        .max(0.0);
+    lag.set(seconds);
+    let mut out = rows.collect();
+    out.extend(lag.collect());
+    Ok(out)
 }
 
 fn delivery_families(
@@ -293,6 +330,9 @@ fn delivery_families(
         out.extend(reads.collect());
         out.extend(kept.collect());
     }
+    if let Some(backlog) = &snap.audit_unsealed {
+        out.extend(seal_families(backlog, snap.now)?);
+    }
     out.extend(dead.collect());
     out.extend(age.collect());
     out.extend(paused.collect());
@@ -356,6 +396,10 @@ mod tests {
             now,
             group_commit: Some((40, 1000)),
             read_cache: Some(((90, 10), (10, 4096))),
+            audit_unsealed: Some(crate::store::SealBacklog {
+                rows: 7,
+                oldest_at: Some("2026-01-01T00:00:59.250Z".into()),
+            }),
         };
         let text = m.render(&["crm".into(), "hr".into()], &snap).unwrap();
         for line in [
@@ -376,6 +420,8 @@ mod tests {
             r#"scim_gateway_read_cache_reads_total{result="miss"} 10"#,
             r#"scim_gateway_read_cache_size{unit="users"} 10"#,
             r#"scim_gateway_read_cache_size{unit="bytes"} 4096"#,
+            "scim_gateway_audit_unsealed_rows 7",
+            "scim_gateway_audit_seal_lag_seconds 0.75",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -59,7 +59,8 @@ impl Application {
             .as_ref()
             .map(crate::tls::server_config)
             .transpose()?;
-        let db = Db::open(&settings.database).context("opening the database")?;
+        let mut db = Db::open(&settings.database).context("opening the database")?;
+        db.start_sealer().context("starting the audit sealer")?;
         let registry = Arc::new(Registry::load(&settings.scim).context("loading schemas")?);
         let apps = Arc::new(
             Apps::compile(

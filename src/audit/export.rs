@@ -114,6 +114,8 @@ pub fn export_db(
     format: Format,
     out: &mut impl Write,
 ) -> Result<u64, ExportError> {
+    // Every row committed before the export is in it (PostgreSQL).
+    store::seal_all(conn)?;
     out.write_all(format.header().as_bytes())?;
     let mut after = 0;
     let mut n = 0;

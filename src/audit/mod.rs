@@ -10,44 +10,33 @@
 //! the positions; deleting the newest rows leaves the chain short of its
 //! head. `audit verify` ([`verify`]) names the first such place.
 //!
-//! ## Commit order with several gateways on one PostgreSQL database
+//! ## Several gateways on one PostgreSQL database
 //!
 //! ```text
-//!  tx A: … change … INSERT audit (no position yet) … COMMIT ─▶ trigger: lock head, pos n   ─ done
-//!  tx B: … change … INSERT audit … COMMIT ─▶ trigger: lock head ··· waits for A ··· pos n+1 ─ done
+//!  node 1, tx A: … change … INSERT audit (txid A, no position) … COMMIT ─ answered
+//!  node 2, tx B: … change … INSERT audit (txid B, no position) … COMMIT ─ answered
+//!  sealer (whichever node holds the advisory lock, every ≤ 200 ms and after writes):
+//!        committed rows without a position, by (txid, seq) ─▶ positions n+1, n+2, …
 //! ```
 //! `seq` comes from a sequence, allocated before commit, so `seq` order is
 //! not commit order, and "read the last row's hash, then insert" would let
-//! two transactions chain onto the same predecessor. Instead the chain has
-//! a one-row head (`audit_chain`: last position and hash), and a row gets
-//! its position only under the head's row lock, held until its transaction
-//! ends: positions are handed out gap-free in commit order, and
-//! verification walks `chain_pos`, never `seq`.
-//!
-//! On PostgreSQL the row is inserted without a position, and a deferred
-//! constraint trigger (`audit_chain_seal`, in the migration) chains it as
-//! the last step before commit: `UPDATE audit_chain … RETURNING` takes the
-//! lock (a concurrent committer blocks on it and, under READ COMMITTED,
-//! re-reads the head once the first commits), then the row's position,
-//! `prev_hash` and hash are set. Taking the lock at commit rather than at
-//! insert matters twice: the serial stretch is only the commit itself (a
-//! few statements and one WAL flush), and the head is always the last lock
-//! a transaction takes, so it can never close a deadlock cycle with row
-//! locks (a job row, a resource) that another transaction holds while
-//! waiting for the head. The trigger computes the same hash in SQL
-//! (`sha256`, PostgreSQL 11+); `audit verify` recomputes it in Rust, and
-//! the tests run both backends. On SQLite every write transaction is
-//! `BEGIN IMMEDIATE`, already serial, so `insert_audit` chains the row at
-//! once in Rust with the same head table.
-//!
-//! The cost: audited commits serialise across all gateways on one
-//! database for the duration of their commit, which bounds them to roughly
-//! one commit (WAL flush) latency each; PostgreSQL's own group commit
-//! cannot merge their flushes. The gateway's writer threads therefore put
-//! many writes into one transaction ([`crate::store`]'s writer: group
-//! commit), so one flush carries them all. Everything before the commit
-//! (validation, resource, index and job writes) still runs in parallel
-//! across writer threads and gateways.
+//! two transactions chain onto the same predecessor. Until 2026-12 every
+//! audited commit therefore took the one-row chain head's lock at commit
+//! and held it through its WAL flush, which made all writes of all nodes
+//! serial (measured: 1.4–2.2k writes/s however many nodes). Now a writer
+//! only inserts its rows, with its transaction's id and no position, and
+//! touches nothing another writer touches. A sealer, one pass at a time
+//! across all nodes (`store::seal`), gives the committed rows that have no
+//! position yet their positions after the head, a transaction's rows
+//! together, computes their hashes in Rust and moves the head, all in one
+//! transaction: a node killed mid-pass leaves nothing half-done. A row
+//! without a position is found by the next pass whenever it commits, so
+//! none is skipped; the chain's order is the order the sealer saw commits.
+//! Verification walks `chain_pos`, never `seq`. Rows wait for a pass for a
+//! fraction of a second (`scim_gateway_audit_seal_lag_seconds`); `audit
+//! verify` and the export seal everything committed before they read. On
+//! SQLite every write transaction is `BEGIN IMMEDIATE`, already serial, so
+//! `insert_audit` chains the row at once in Rust with the same head table.
 //!
 //! ## What the chain does and does not prove
 //! It proves the rows were not changed after they were written, by anyone

@@ -7,8 +7,8 @@
 //! first row at or after the cut-off time, and the head. The stretch is
 //! verified before anything is deleted (pruning must not launder a broken
 //! chain), then deleted in chunks, each in its own short transaction under
-//! the head lock, each moving the checkpoint forward, so appends wait at
-//! most one chunk. The prune itself is recorded as an `audit.prune` row.
+//! the head lock, each moving the checkpoint forward, so appends (SQLite)
+//! and sealing passes (PostgreSQL) wait at most one chunk. The prune itself is recorded as an `audit.prune` row.
 
 use serde_json::json;
 

@@ -72,6 +72,9 @@ pub async fn export_audit(
     let (format, mut filter) = parse_query(&req)?;
     filter.tenant = reader.tenant_filter(filter.tenant)?;
     let db = svc.db.clone();
+    // Every row committed before the request is in the export (PostgreSQL:
+    // rows are chained by the sealer shortly after commit).
+    db.run(|conn| store::seal_all(conn).map(drop)).await?;
     let header = web::Bytes::from_static(format.header().as_bytes());
     let first = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(header) });
     // State: the last chain position sent, or `None` once the end was reached.

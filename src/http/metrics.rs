@@ -15,7 +15,7 @@ use crate::config::hash_token;
 use crate::error::ScimError;
 use crate::metrics::{CONTENT_TYPE, Metrics, Snapshot};
 use crate::scim::service::Service;
-use crate::store::jobs;
+use crate::store::{self, jobs};
 
 /// Who may scrape.
 #[derive(Debug, Clone, Default)]
@@ -52,9 +52,16 @@ pub async fn get_metrics(
     if !access.allows(&req) {
         return Err(ScimError::unauthorized());
     }
-    let (queues, paused) = svc
+    let postgres = svc.db.target().is_postgres();
+    let (queues, paused, audit_unsealed) = svc
         .db
-        .run(|conn| Ok((jobs::queue_stats(conn)?, jobs::find_paused(conn)?)))
+        .run(move |conn| {
+            let backlog = match postgres {
+                true => Some(store::find_seal_backlog(conn)?),
+                false => None,
+            };
+            Ok((jobs::queue_stats(conn)?, jobs::find_paused(conn)?, backlog))
+        })
         .await?;
     let snapshot = Snapshot {
         queues,
@@ -62,6 +69,7 @@ pub async fn get_metrics(
         now: chrono::Utc::now(),
         group_commit: Some(svc.db.group_commit()),
         read_cache: svc.db.read_cache(),
+        audit_unsealed,
     };
     let apps: Vec<String> = svc
         .fanout

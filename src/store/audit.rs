@@ -1,13 +1,13 @@
 //! The `audit_events` table and its one-row chain head `audit_chain`:
 //! append-only, one row per operation, written in the same transaction as
-//! the change it records and hash-chained to the row before it. Why the
-//! chain takes a lock, where, and what that costs, is in [`crate::audit`].
+//! the change it records and hash-chained to the row before it. How and
+//! when a row gets its place in the chain is in [`crate::audit`].
 //!
 //! ```text
-//! PostgreSQL: INSERT audit_events (chain_pos NULL)      … rest of the transaction …
-//!             COMMIT ─▶ deferred trigger audit_chain_seal(seq):
-//!                         UPDATE audit_chain (row lock) → position, prev hash
-//!                         UPDATE audit_events SET chain_pos, prev_hash, hash
+//! PostgreSQL: INSERT audit_events (chain_pos NULL, txid = this transaction) … COMMIT
+//!             later, one sealer across all nodes (super::seal):
+//!                 rows below the running-transaction horizon, by (txid, seq)
+//!                 ─▶ chain_pos, prev_hash, hash; UPDATE audit_chain
 //! SQLite:     SELECT head, last seq ─▶ hash ─▶ INSERT audit_events (complete row)
 //!             UPDATE audit_chain SET head_pos, head_hash
 //!             (the write transaction is BEGIN IMMEDIATE: already serial)
@@ -198,7 +198,8 @@ fn in_transaction(conn: &mut AnyConnection) -> bool {
 /// Appends an audit event to the chain. Called inside the write transaction
 /// of the change it records (outside one, it opens its own): the event then
 /// commits, or rolls back, with the change. On PostgreSQL the row is
-/// chained by a deferred trigger at commit (migration `000004_audit_chain`).
+/// written without a chain position, and with its transaction's id (the
+/// column's default); the sealer chains it after commit ([`super::seal`]).
 pub fn insert_audit(conn: &mut AnyConnection, event: &AuditEvent) -> Result<(), StoreError> {
     if let AnyConnection::Postgresql(c) = conn {
         diesel::insert_into(audit_events::table)
@@ -446,13 +447,18 @@ pub fn find_first_pos_since(conn: &mut AnyConnection, at: &str) -> Result<Option
         .first::<Option<i64>>(conn)?)
 }
 
-/// Rows outside the chain (`chain_pos` NULL): their number and `seq` range.
+/// Rows outside the chain (`chain_pos` NULL): their number and `seq`
+/// range. On PostgreSQL rows still waiting for the sealer (no hash yet)
+/// are not among them ([`super::find_seal_backlog`] counts those).
 pub fn find_unchained(
     conn: &mut AnyConnection,
 ) -> Result<(i64, Option<i64>, Option<i64>), StoreError> {
     use audit_events as a;
-    let (n, lo, hi) = a::table
-        .filter(a::chain_pos.is_null())
+    let mut q = a::table.filter(a::chain_pos.is_null()).into_boxed();
+    if matches!(conn, AnyConnection::Postgresql(_)) {
+        q = q.filter(a::hash.is_not_null());
+    }
+    let (n, lo, hi) = q
         .select((
             diesel::dsl::count_star(),
             diesel::dsl::min(a::seq),

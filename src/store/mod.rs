@@ -45,6 +45,7 @@ pub mod query;
 mod read_cache;
 mod resources;
 pub mod schema;
+mod seal;
 mod writer;
 
 use std::sync::Arc;
@@ -79,6 +80,7 @@ pub use resources::{
     find_resources_keyset, find_resources_page, insert_resource, lock_resource, touch_resources,
     update_resource,
 };
+pub use seal::{Backlog as SealBacklog, Sealed, find_seal_backlog, seal_all, seal_pass};
 
 use crate::config::DatabaseSettings;
 use crate::error::ScimError;
@@ -184,15 +186,17 @@ pub struct Db {
     pool: Pool,
     target: Arc<Target>,
     /// The writer threads that group-commit the process's writes
-    /// ([`writer`]). Commits are serial on both backends (SQLite's one
-    /// write lock per file; PostgreSQL's audit chain head, taken at
-    /// commit), so writers queue anyway; queued in-process, each starts the
-    /// moment the previous one is done, holds no pooled connection while
-    /// it waits, and shares its commit with the writes queued behind it.
-    /// (Other processes on the same SQLite file, such as the CLI, still
-    /// meet the busy handler; other gateways on the same PostgreSQL
-    /// database, the head's row lock.)
+    /// ([`writer`]). On SQLite commits are serial (one write lock per
+    /// file), so writes queue anyway; queued in-process, each starts the
+    /// moment the previous one is done and shares its commit with the
+    /// writes queued behind it. On PostgreSQL several writer threads
+    /// overlap their batches, and nothing every write touches is shared
+    /// (the audit chain is sealed after commit, [`seal`]): one flush
+    /// carries a batch, and batches of all gateways flush side by side.
     writer: writer::Writer,
+    /// Wakes this process's audit sealer after a write (PostgreSQL,
+    /// [`seal`]); the sealer thread ends with the last clone.
+    sealer: Option<seal::Nudge>,
     /// Users that GET by id read, on SQLite ([`read_cache`]).
     cache: Option<Arc<read_cache::ReadCache>>,
     /// Names this store's connections in the worker threads' point-read
@@ -268,12 +272,26 @@ impl Db {
         let writer = writer::Writer::start(Manager::new(target.clone()), writers, cache.clone())?;
         let db = Db {
             pool,
+            sealer: None,
             target: Arc::new(target),
             writer,
             cache,
             id: NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         Ok(db)
+    }
+
+    /// Starts this process's audit sealer (PostgreSQL; a no-op on
+    /// SQLite), which chains committed audit rows shortly after their
+    /// commit ([`seal`]); it stops when this store and its clones are
+    /// dropped. `serve` starts one in every gateway process; a short-lived
+    /// command does not (one cut off at exit would abort the process inside
+    /// libpq) and seals what it needs itself ([`seal_all`]).
+    pub fn start_sealer(&mut self) -> Result<(), StoreError> {
+        if self.target.is_postgres() && self.sealer.is_none() {
+            self.sealer = Some(seal::start(Manager::new(self.target.as_ref().clone()))?);
+        }
+        Ok(())
     }
 
     /// The backend this store uses.
@@ -402,7 +420,11 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Clone + Send + 'static,
     {
-        self.writer.write(f).await
+        let result = self.writer.write(f).await;
+        if let Some(sealer) = &self.sealer {
+            sealer.nudge();
+        }
+        result
     }
 
     /// Transactions the writer thread committed and the writes they

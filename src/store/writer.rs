@@ -10,24 +10,22 @@
 //!
 //! What costs in a write is its commit, on both backends. SQLite has one
 //! write lock per file, so its writers run one after the other whatever we
-//! do, and each commit appends WAL frames. On PostgreSQL every audited
-//! commit takes the audit chain's head lock and holds it through its WAL
-//! flush ([`crate::audit`]), so commits are serial there too, one flush
-//! each: with a transaction per write, the gateway managed a few hundred
-//! writes a second. The writer takes a write from the queue and, while
+//! do, and each commit appends WAL frames. On PostgreSQL each commit waits
+//! for its WAL flush. The writer takes a write from the queue and, while
 //! more are queued and the batch is younger than [`BATCH_TIME`], runs them
 //! in the same transaction, each in a savepoint of its own: a write that
 //! fails rolls back only itself, and answers with its own error. Every
 //! caller is answered after the commit that made its write durable, so an
 //! acknowledged write is never one a crash can take back. Under light load
 //! a batch is one write and the commit happens at once; under heavy load
-//! one commit (one head lock, one flush) carries many writes, and on SQLite
-//! the pages they share are written once.
+//! one commit (one flush) carries many writes, and on SQLite the pages
+//! they share are written once.
 //!
-//! On PostgreSQL each gateway process has its own writer; several
-//! processes on one database meet at the head lock a batch at a time, and
-//! a row one batch holds (a job claimed `FOR UPDATE SKIP LOCKED`, a
-//! resource) is held until that batch commits.
+//! On PostgreSQL each gateway process has several writer threads, whose
+//! batches run and flush side by side; nothing every write touches is
+//! shared between them or with other processes (the audit chain is sealed
+//! after commit, [`super::seal`]). A row one batch holds (a job claimed
+//! `FOR UPDATE SKIP LOCKED`, a resource) is held until that batch commits.
 //!
 //! SQLite's checkpoints (copying the WAL back into the database file) run
 //! on a thread of their own, after commits and at most every

@@ -407,10 +407,15 @@ impl TestApp {
             .expect("count audit events")
     }
 
-    /// Runs SQL against the gateway's database behind its back (to break it on purpose).
+    /// Runs SQL against the gateway's database behind its back (to break it
+    /// on purpose), once every committed audit row is in the chain (on
+    /// PostgreSQL the sealer chains rows shortly after commit), so the SQL
+    /// meets the chain as the writes so far left it.
     pub fn execute_sql(&self, sql: &str) {
         use diesel::connection::SimpleConnection;
-        self.open_db().batch_execute(sql).expect("execute SQL");
+        let mut conn = self.open_db();
+        scim_gateway::store::seal_all(&mut conn).expect("seal the audit chain");
+        conn.batch_execute(sql).expect("execute SQL");
     }
 
     /// Sends `{method} /scim/v2{path}` over a plain socket with this app's

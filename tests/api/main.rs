@@ -29,6 +29,7 @@ mod read_cache;
 mod reconcile;
 mod regressions;
 mod resources;
+mod seal;
 mod search;
 mod secrets;
 mod shutdown;

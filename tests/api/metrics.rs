@@ -404,10 +404,13 @@ async fn metrics_need_a_metrics_token_unless_public() {
     let samples = scrape_public(&public).await;
     // Only the group-commit counters: nothing else has counted yet
     // (the delivery engine's start-up write may already have committed);
-    // SQLite's read cache reports itself empty.
+    // SQLite's read cache and PostgreSQL's audit sealer report themselves
+    // empty.
     let db_counter = |s: &Sample| {
         s.name.starts_with("scim_gateway_db_")
-            || (s.name.starts_with("scim_gateway_read_cache_") && s.value == 0.0)
+            || ((s.name.starts_with("scim_gateway_read_cache_")
+                || s.name.starts_with("scim_gateway_audit_"))
+                && s.value == 0.0)
     };
     assert!(
         samples.iter().all(db_counter),

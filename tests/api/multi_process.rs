@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_scim-gateway");
-const TOKEN: &str = "multi-process-token";
+pub(crate) const TOKEN: &str = "multi-process-token";
 
-struct Gateway {
-    child: Child,
-    base: String,
+pub(crate) struct Gateway {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Drop for Gateway {
@@ -32,13 +32,13 @@ fn pg_server() -> String {
 }
 
 /// A fresh database on the test server, dropped afterwards.
-struct Database {
+pub(crate) struct Database {
     server: String,
     name: String,
 }
 
 impl Database {
-    fn create() -> Self {
+    pub(crate) fn create() -> Self {
         use diesel::Connection;
         use diesel::connection::SimpleConnection;
         let server = pg_server().trim_end_matches('/').to_string();
@@ -50,7 +50,7 @@ impl Database {
         Self { server, name }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{}/{}", self.server, self.name)
     }
 }
@@ -68,7 +68,7 @@ impl Drop for Database {
     }
 }
 
-async fn start(database_url: &str) -> Gateway {
+pub(crate) async fn start(database_url: &str) -> Gateway {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -100,7 +100,7 @@ async fn start(database_url: &str) -> Gateway {
     }
 }
 
-async fn post_user(
+pub(crate) async fn post_user(
     client: &reqwest::Client,
     gw: &Gateway,
     user_name: &str,
