@@ -1,6 +1,6 @@
 //! The gateway under test as a child process: started from the release
 //! binary on a free loopback port with a fresh database and a random
-//! bearer token, its log written to a file, ready once `/healthz` answers,
+//! bearer token (or one shared by several nodes, see `cluster.rs`), its log written to a file, ready once `/healthz` answers,
 //! and killed when stopped or dropped (so an error or Ctrl-C never leaves
 //! it running).
 
@@ -45,6 +45,20 @@ pub fn random_token() -> String {
         .collect()
 }
 
+/// The last `n` lines of the gateway log at `path` (the gateway logs
+/// every request, so only the file's end is read); empty if unreadable.
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let mut tail = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let len = file.metadata().map_or(0, |m| m.len());
+        let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+        let _ = file.read_to_end(&mut tail);
+    }
+    let text = String::from_utf8_lossy(&tail);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// A running gateway process.
 pub struct Gateway {
     child: Child,
@@ -61,6 +75,17 @@ impl Gateway {
         Self::start_configured(binary, database_url, log, None).await
     }
 
+    /// As [`Gateway::start`], accepting bearer `token` (several gateways
+    /// over one database share one).
+    pub async fn start_with_token(
+        binary: &Path,
+        database_url: &str,
+        log: &Path,
+        token: &str,
+    ) -> anyhow::Result<Self> {
+        Self::spawn(binary, database_url, log, None, token).await
+    }
+
     /// As [`Gateway::start`], with the configuration file `config` (passed
     /// as `--config`) when given.
     pub async fn start_configured(
@@ -69,11 +94,20 @@ impl Gateway {
         log: &Path,
         config: Option<&Path>,
     ) -> anyhow::Result<Self> {
+        Self::spawn(binary, database_url, log, config, &random_token()).await
+    }
+
+    async fn spawn(
+        binary: &Path,
+        database_url: &str,
+        log: &Path,
+        config: Option<&Path>,
+        token: &str,
+    ) -> anyhow::Result<Self> {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?
             .port();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let token = random_token();
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut command = Command::new(binary);
@@ -82,7 +116,7 @@ impl Gateway {
         }
         let child = command
             .args(["serve", "--listen", &addr.to_string()])
-            .env("SCIM_GATEWAY_TOKEN", &token)
+            .env("SCIM_GATEWAY_TOKEN", token)
             .env("DATABASE_URL", database_url)
             // A configuration file or base URL from the caller's environment
             // would make this a different gateway from the one measured (an
@@ -100,7 +134,7 @@ impl Gateway {
             child,
             pid,
             log: log.to_path_buf(),
-            target: Target::new(addr, &token)?,
+            target: Target::new(addr, token)?,
         };
         gateway.wait_healthy().await?;
         Ok(gateway)
@@ -146,18 +180,9 @@ impl Gateway {
         })
     }
 
-    /// The last `n` lines of the gateway's log (which logs every request,
-    /// so only its end is read).
+    /// The last `n` lines of the gateway's log.
     pub fn log_tail(&self, n: usize) -> String {
-        let mut tail = Vec::new();
-        if let Ok(mut file) = std::fs::File::open(&self.log) {
-            let len = file.metadata().map_or(0, |m| m.len());
-            let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-            let _ = file.read_to_end(&mut tail);
-        }
-        let text = String::from_utf8_lossy(&tail);
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        log_tail(&self.log, n)
     }
 
     /// Kills the gateway and waits for it to exit.

@@ -9,12 +9,20 @@
 //!                                                                      └ ceiling: GET /healthz
 //! ```
 //!
+//! With `--nodes N` (PostgreSQL only) N gateways share the database and
+//! the measuring connections are dealt out round-robin over them (see
+//! `cluster.rs`). With `--compare` it measures SQLite with one node and
+//! then PostgreSQL with each of `--compare-nodes`, and closes with a table
+//! that sets them side by side (see `compare.rs`).
+//!
 //! With `--fanout` it measures the delivery engine instead (see `fanout.rs`):
 //! the gateway pushes to 3 `scim` apps served by a second gateway. With
 //! `--soak` it drives a paced mixed load for a long time and watches
 //! throughput, latency and the gateway's memory (see `soak.rs`).
 
 mod client;
+mod cluster;
+mod compare;
 mod database;
 mod fanout;
 mod fixtures;
@@ -24,6 +32,7 @@ mod measure;
 mod ops;
 mod pacer;
 mod report;
+mod seal_lag;
 mod soak;
 
 use std::path::{Path, PathBuf};
@@ -31,14 +40,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::{Context, anyhow, bail};
 use clap::Parser;
 
+use crate::cluster::Cluster;
+use crate::compare::{Comparison, Measured, NodeCounts};
 use crate::database::Database;
 use crate::gateway::Gateway;
 use crate::measure::Plan;
 use crate::ops::{Op, Workload};
-use crate::report::{Report, Row, per_second};
+use crate::report::{Report, Row, connections_sentence, per_second};
 
 /// Benchmark a scim-gateway release binary.
 #[derive(Parser, Debug)]
@@ -49,8 +60,23 @@ struct Args {
     users: usize,
     /// PostgreSQL server (postgres://…) to run on: a fresh database is
     /// created there and dropped at the end. Default: a temporary SQLite file.
+    /// With --compare: the server of the PostgreSQL configurations.
     #[arg(long)]
     database_url: Option<String>,
+    /// Gateway nodes (`serve` processes) over the one database, measured
+    /// together: --connections are dealt out round-robin over them, loading
+    /// goes through the first. Above 1 needs --database-url (PostgreSQL).
+    #[arg(long, default_value_t = 1, conflicts_with_all = ["fanout", "soak"])]
+    nodes: usize,
+    /// Measure, one after another with a fresh database and load each,
+    /// SQLite with 1 node and PostgreSQL (--database-url) with each of
+    /// --compare-nodes, then print a table comparing them.
+    #[arg(long, requires = "database_url", conflicts_with_all = ["fanout", "soak", "nodes"])]
+    compare: bool,
+    /// With --compare: the PostgreSQL configurations' node counts,
+    /// increasing.
+    #[arg(long, default_value = "1,2,3", value_parser = NodeCounts::parse, requires = "compare")]
+    compare_nodes: NodeCounts,
     /// The gateway binary (build it first: cargo build --release -p scim-gateway).
     #[arg(long, default_value = "target/release/scim-gateway")]
     gateway: PathBuf,
@@ -138,19 +164,85 @@ async fn run(args: Args) -> anyhow::Result<String> {
     if args.soak.soak {
         args.soak.check(args.users, args.rate)?;
     }
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    if args.nodes > 1 && args.database_url.is_none() {
+        bail!(
+            "--nodes {} needs --database-url: several gateways share a PostgreSQL database, \
+             not a SQLite file",
+            args.nodes
+        );
+    }
     let work = tempfile::Builder::new().prefix("scim-bench-").tempdir()?;
-    let db = Database::create(args.database_url.as_deref(), work.path()).await?;
+    if args.compare {
+        return compare_all(&args, work.path()).await;
+    }
+    let server = args.database_url.as_deref();
+    on_fresh_database(server, work.path(), async |db| {
+        bench(&args, db, work.path()).await
+    })
+    .await
+}
+
+/// Creates a fresh database (on PostgreSQL `server`, or a SQLite file in
+/// `dir`), runs `bench` on it until it ends or Ctrl-C, and removes the
+/// database whatever happened.
+async fn on_fresh_database<T>(
+    server: Option<&str>,
+    dir: &Path,
+    bench: impl AsyncFnOnce(&Database) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let db = Database::create(server, dir).await?;
     let outcome = tokio::select! {
-        r = bench(&args, &db, work.path()) => r,
+        r = bench(&db) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     let removed = db.remove().await;
     if let (Err(_), Err(e)) = (&outcome, &removed) {
         eprintln!("scim-bench: {e:#}");
     }
-    let report = outcome?;
+    let value = outcome?;
     removed?;
-    Ok(report)
+    Ok(value)
+}
+
+/// `--compare`: measures each configuration on its own fresh database,
+/// printing its report as soon as it is done, and returns the comparison.
+async fn compare_all(args: &Args, dir: &Path) -> anyhow::Result<String> {
+    let server = args
+        .database_url
+        .as_deref()
+        .context("--compare needs --database-url")?;
+    let configs = compare::configurations(&args.compare_nodes);
+    let mut results = Vec::new();
+    for (i, config) in configs.iter().enumerate() {
+        eprintln!(
+            "=== configuration {} of {}: {} ===",
+            i + 1,
+            configs.len(),
+            config.name()
+        );
+        let dir = dir.join(format!("config-{}", i + 1));
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let server = config.postgres.then_some(server);
+        let report = on_fresh_database(server, &dir, async |db| {
+            measure_on(args, db, &dir, config.nodes).await
+        })
+        .await
+        .with_context(|| format!("measuring {}", config.name()))?;
+        println!("{}", report.render());
+        results.push(Measured {
+            config: *config,
+            rows: report.rows,
+        });
+    }
+    let comparison = Comparison {
+        users: args.users,
+        cores: cores(),
+        results,
+    };
+    Ok(comparison.render())
 }
 
 /// Starts the gateway, measures, and stops it (also on error).
@@ -169,22 +261,21 @@ async fn bench(args: &Args, db: &Database, dir: &Path) -> anyhow::Result<String>
         };
         return fanout::bench(&settings, db, dir).await;
     }
+    if !args.soak.soak {
+        return Ok(measure_on(args, db, dir, args.nodes).await?.render());
+    }
     eprintln!("starting {} on {}", args.gateway.display(), db.backend());
     let mut gw = Gateway::start(&args.gateway, db.url(), &dir.join("gateway.log")).await?;
-    let result = if args.soak.soak {
-        let settings = soak::Settings {
-            options: &args.soak,
-            users: args.users,
-            rate: args.rate,
-            connections: args.connections,
-            load_connections: args.load_connections,
-            warmup: Duration::from_secs(args.warmup),
-            client_threads: args.client_threads,
-        };
-        soak::run(&settings, db, &mut gw).await
-    } else {
-        measure_all(args, db, &mut gw).await
+    let settings = soak::Settings {
+        options: &args.soak,
+        users: args.users,
+        rate: args.rate,
+        connections: args.connections,
+        load_connections: args.load_connections,
+        warmup: Duration::from_secs(args.warmup),
+        client_threads: args.client_threads,
     };
+    let result = soak::run(&settings, db, &mut gw).await;
     if result.is_err() {
         eprintln!("--- gateway log (last 30 lines) ---\n{}", gw.log_tail(30));
     }
@@ -192,14 +283,36 @@ async fn bench(args: &Args, db: &Database, dir: &Path) -> anyhow::Result<String>
     result
 }
 
-async fn measure_all(args: &Args, db: &Database, gw: &mut Gateway) -> anyhow::Result<String> {
+/// Starts `nodes` gateways on `db`, measures every operation, and stops
+/// them (also on error).
+async fn measure_on(
+    args: &Args,
+    db: &Database,
+    dir: &Path,
+    nodes: usize,
+) -> anyhow::Result<Report> {
+    let binary = args.gateway.display();
+    match nodes {
+        1 => eprintln!("starting {binary} on {}", db.backend()),
+        n => eprintln!("starting {n} × {binary} on {}", db.backend()),
+    }
+    let mut cluster = Cluster::start(&args.gateway, db.url(), dir, nodes).await?;
+    let result = measure_all(args, db, &mut cluster).await;
+    if result.is_err() {
+        eprintln!("{}", cluster.log_tails(30));
+    }
+    cluster.stop().await?;
+    result
+}
+
+async fn measure_all(args: &Args, db: &Database, nodes: &mut Cluster) -> anyhow::Result<Report> {
     let big = args.group_members.min(args.users);
     eprintln!(
         "loading {} users, an empty group and a {big}-member group",
         args.users
     );
-    let (data, stats) = load::load(&gw.target, args.users, big, args.load_connections).await?;
-    let memory_after_load = gw.memory()?;
+    let (data, stats) = load::load(nodes.first(), args.users, big, args.load_connections).await?;
+    let memory_after_load = nodes.largest_memory()?;
     let load = format!(
         "Loaded {} users in {:.1} s ({:.0} users/s; {}, {} requests in flight), then 2 groups \
          and the big group's {big} members in {:.1} s ({:.0} members/s, PATCH {} at a time).",
@@ -224,13 +337,23 @@ async fn measure_all(args: &Args, db: &Database, gw: &mut Gateway) -> anyhow::Re
         warmup: Duration::from_secs(args.warmup),
         duration: Duration::from_secs(args.duration),
     };
+    let targets = nodes.targets();
     let (mut rows, mut notes) = (Vec::new(), Vec::new());
     for op in Op::ALL {
         let label = op.label(big);
         eprintln!("measuring {label}");
         let work = Arc::new(Workload::new(op, data.clone(), pool.clone()));
-        let out = measure::run(&gw.target, work.clone(), plan).await?;
-        let peak_kib = gw.memory()?.peak_kib; // fails if the gateway died under this load
+        // The audit sealer's backlog while writes run (PostgreSQL).
+        let watch = match (db, op.writes()) {
+            (Database::Postgres { url, .. }, true) => Some(seal_lag::Watch::start(url)?),
+            _ => None,
+        };
+        let out = measure::run(&targets, work.clone(), plan).await?;
+        if let Some(watch) = watch {
+            notes.push(seal_lag::note(&label, &watch.finish()?));
+        }
+        // Fails if a gateway node died under this load.
+        let peak_kib = nodes.largest_memory()?.peak_kib;
         if op == Op::CreateUser {
             // Users created here belong to no group: the member pool.
             pool = Arc::new(
@@ -264,29 +387,34 @@ async fn measure_all(args: &Args, db: &Database, gw: &mut Gateway) -> anyhow::Re
         );
         rows.push(row);
     }
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = cores();
     let setup = format!(
-        "{} keep-alive connections on loopback, {} s warm-up + {} s per operation; load generator \
+        "{}, {} s warm-up + {} s per operation; load generator \
          on {} threads sharing {cores} cores with the gateway. Latencies are of successful requests. \
          Member PATCHes send `Prefer: return=minimal` (204, no group body); the user PATCH gets the \
          full 200 response. Machine load average (1/5/15 min) before measuring: {load_before}; \
          after: {}.",
-        args.connections,
+        connections_sentence(args.connections, nodes.len()),
         args.warmup,
         args.duration,
         args.client_threads,
         load_average()
     );
-    let report = Report {
+    Ok(Report {
         users: args.users,
         backend: db.backend(),
+        nodes: nodes.len(),
         setup,
         load,
         rows,
-        memory: (memory_after_load, gw.memory()?),
+        memory: (memory_after_load, nodes.largest_memory()?),
         notes,
-    };
-    Ok(report.render())
+    })
+}
+
+/// The machine's cores (0 if unknown), for the reports.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
 }
 
 /// The machine's load averages: on a shared machine other work skews

@@ -3,7 +3,10 @@
 //! warm-up (not recorded) and then the measured duration. Latencies of
 //! successful requests go into an HDR histogram (microseconds, 3
 //! significant digits); any other answer, a transport error or a timeout
-//! counts as an error, and a failed connection is reopened.
+//! counts as an error, and a failed connection is reopened. With several
+//! gateway nodes the connections are dealt out over them round-robin, so
+//! each node gets an equal share (one more for the first few when they do
+//! not divide evenly).
 //!
 //! What is sent is up to a [`Work`]: one operation (`ops::Workload`) or the
 //! soak's mix (`soak::mix::Mix`).
@@ -11,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -72,12 +75,15 @@ impl Outcome {
     }
 }
 
-/// Runs `work` under `plan`.
-pub async fn run<W: Work>(target: &Target, work: Arc<W>, plan: Plan) -> anyhow::Result<Outcome> {
+/// Runs `work` under `plan`, its connections spread over `targets`.
+pub async fn run<W: Work>(targets: &[Target], work: Arc<W>, plan: Plan) -> anyhow::Result<Outcome> {
+    if targets.is_empty() {
+        bail!("nothing to measure: no gateway to connect to");
+    }
     let warm_end = Instant::now() + plan.warmup;
     let end = warm_end + plan.duration;
     let mut tasks = tokio::task::JoinSet::new();
-    for seed in 0..plan.connections as u64 {
+    for (seed, target) in (0u64..).zip(spread(targets, plan.connections)) {
         let (target, work) = (target.clone(), work.clone());
         tasks.spawn(async move { worker(&target, &*work, warm_end, end, seed).await });
     }
@@ -98,6 +104,12 @@ pub async fn run<W: Work>(target: &Target, work: Arc<W>, plan: Plan) -> anyhow::
         total.elapsed = plan.duration;
     }
     Ok(total)
+}
+
+/// The target of each of `connections` connections: `targets` in turn,
+/// round-robin (none if `targets` is empty).
+pub fn spread<T>(targets: &[T], connections: usize) -> impl Iterator<Item = &T> {
+    targets.iter().cycle().take(connections)
 }
 
 /// An empty latency histogram (microseconds, 3 significant digits).
@@ -176,5 +188,29 @@ impl Outcome {
             self.errors += 1;
             self.first_error.get_or_insert(what);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_dealt_out_round_robin() {
+        let nodes = ["a", "b"];
+        let dealt: Vec<_> = spread(&nodes, 32).collect();
+        assert_eq!(dealt.len(), 32);
+        assert_eq!(dealt.iter().filter(|t| ***t == "a").count(), 16);
+        assert_eq!(dealt.iter().filter(|t| ***t == "b").count(), 16);
+        assert_eq!(dealt[..3], [&"a", &"b", &"a"]);
+    }
+
+    #[test]
+    fn uneven_connections_go_to_the_first_nodes() {
+        let nodes = [1, 2, 3];
+        let dealt: Vec<_> = spread(&nodes, 5).copied().collect();
+        assert_eq!(dealt, [1, 2, 3, 1, 2]);
+        assert_eq!(spread(&nodes, 0).count(), 0);
+        assert_eq!(spread::<u8>(&[], 4).count(), 0);
     }
 }

@@ -39,6 +39,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether the operation changes the store (and so writes audit rows).
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Op::CreateUser | Op::PatchUser | Op::AddMemberSmall | Op::AddMemberBig
+        )
+    }
+
     /// Every operation, in the order they are measured.
     pub const ALL: [Op; 8] = [
         Op::Healthz,

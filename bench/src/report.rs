@@ -2,6 +2,7 @@
 //! table row per operation with its rate as a ratio to the ceiling measured
 //! in the same run (absolute rates swing between runs on a shared machine;
 //! same-run ratios do not), and the ratios worth comparing across runs.
+//! With several gateway nodes the memory figures are the largest node's.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -23,7 +24,8 @@ pub struct Row {
     pub p99: f64,
     /// Failed requests.
     pub errors: u64,
-    /// Gateway peak RSS (VmHWM) after this operation, KiB.
+    /// Gateway peak RSS (VmHWM) after this operation, KiB (the largest
+    /// node's when there are several).
     pub peak_kib: u64,
 }
 
@@ -33,13 +35,16 @@ pub struct Report {
     pub users: usize,
     /// Database backend.
     pub backend: &'static str,
+    /// Gateway nodes sharing the database.
+    pub nodes: usize,
     /// Setup sentence (connections, durations, cores).
     pub setup: String,
     /// Loading sentence.
     pub load: String,
     /// Measured operations, ceiling first.
     pub rows: Vec<Row>,
-    /// Gateway memory after loading and at the end.
+    /// Gateway memory after loading and at the end (the node with the
+    /// largest peak RSS at each point).
     pub memory: (Memory, Memory),
     /// Anything unusual: errors, repeated member additions.
     pub notes: Vec<String>,
@@ -49,15 +54,22 @@ impl Report {
     /// Renders the report as Markdown.
     pub fn render(&self) -> String {
         let mut s = String::new();
+        let many = self.nodes > 1;
+        let nodes = if many {
+            format!(", {} gateway nodes", self.nodes)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "## scim-gateway benchmark: {} users, {}\n",
+            "## scim-gateway benchmark: {} users, {}{nodes}\n",
             self.users, self.backend
         );
         let _ = writeln!(s, "{}\n\n{}\n", self.setup, self.load);
         let _ = writeln!(
             s,
-            "| Operation | req/s | × ceiling | p50 ms | p99 ms | errors | peak RSS MiB |"
+            "| Operation | req/s | × ceiling | p50 ms | p99 ms | errors | peak RSS MiB{} |",
+            if many { " (largest node)" } else { "" }
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
         let ceiling = self.find(Op::Healthz).map_or(0.0, |r| r.rate);
@@ -101,9 +113,14 @@ impl Report {
             );
         }
         let (load, end) = self.memory;
+        let whose = if many {
+            format!(" of the largest of the {} nodes", self.nodes)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "- gateway peak RSS (VmHWM): {:.1} MiB after loading, {:.1} MiB at the end; resident \
+            "- gateway peak RSS (VmHWM){whose}: {:.1} MiB after loading, {:.1} MiB at the end; resident \
              at the end: {:.1} MiB anonymous + {:.1} MiB file-backed (mapped database pages)",
             mib(load.peak_kib),
             mib(end.peak_kib),
@@ -129,6 +146,26 @@ fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { f64::NAN }
 }
 
+/// How the measuring connections reach the gateway, for the setup
+/// sentence: over `nodes` nodes they are dealt out round-robin.
+pub fn connections_sentence(connections: usize, nodes: usize) -> String {
+    let mut s = format!("{connections} keep-alive connections on loopback");
+    if nodes > 1 {
+        let (low, high) = (connections / nodes, connections.div_ceil(nodes));
+        let each = if low == high {
+            low.to_string()
+        } else {
+            format!("{low} or {high}")
+        };
+        let _ = write!(
+            s,
+            " dealt out round-robin over {nodes} gateway nodes on one database ({each} each; \
+             loading went through the first node)"
+        );
+    }
+    s
+}
+
 /// `n` per second over `d`, for the loading sentence.
 pub fn per_second(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
@@ -150,11 +187,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rates_are_ratios_to_the_ceiling_of_the_same_run() {
-        let report = Report {
+    fn report(backend: &'static str, nodes: usize) -> Report {
+        Report {
             users: 10,
-            backend: "SQLite",
+            backend,
+            nodes,
             setup: "setup".into(),
             load: "load".into(),
             rows: vec![
@@ -177,12 +214,43 @@ mod tests {
                 },
             ),
             notes: vec![],
-        };
-        let text = report.render();
+        }
+    }
+
+    #[test]
+    fn rates_are_ratios_to_the_ceiling_of_the_same_run() {
+        let text = report("SQLite", 1).render();
+        assert!(text.starts_with("## scim-gateway benchmark: 10 users, SQLite\n"));
+        assert!(text.contains("| errors | peak RSS MiB |\n"));
+        assert!(text.contains("- gateway peak RSS (VmHWM): 2.0 MiB"));
         assert!(text.contains("| GET /Users/{id} | 250 | 0.250 | 0.40 | 0.80 | 0 | 4 |"));
         assert!(text.contains("userName filter p50 at 10 users: 0.60 ms = 1.50 × GET-by-id p50"));
         assert!(text.contains("big group / empty group: 3.00"));
         assert!(text.contains("2.0 MiB after loading, 3.0 MiB at the end"));
         assert!(text.contains("1.0 MiB anonymous + 0.5 MiB file-backed"));
+    }
+
+    #[test]
+    fn connections_are_shared_out_over_the_nodes() {
+        assert_eq!(
+            connections_sentence(32, 1),
+            "32 keep-alive connections on loopback"
+        );
+        assert_eq!(
+            connections_sentence(32, 2),
+            "32 keep-alive connections on loopback dealt out round-robin over 2 gateway nodes on \
+             one database (16 each; loading went through the first node)"
+        );
+        assert!(connections_sentence(32, 3).contains("(10 or 11 each;"));
+    }
+
+    #[test]
+    fn several_nodes_report_the_largest_nodes_memory() {
+        let text = report("PostgreSQL", 3).render();
+        assert!(
+            text.starts_with("## scim-gateway benchmark: 10 users, PostgreSQL, 3 gateway nodes\n")
+        );
+        assert!(text.contains("| errors | peak RSS MiB (largest node) |\n"));
+        assert!(text.contains("- gateway peak RSS (VmHWM) of the largest of the 3 nodes: 2.0 MiB"));
     }
 }

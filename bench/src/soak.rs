@@ -251,7 +251,7 @@ async fn probe(s: &Settings<'_>, target: &Target, mix: Arc<Mix>) -> anyhow::Resu
         "measuring capacity: the mix, closed loop, {} connections, {} s",
         plan.connections, s.options.probe
     );
-    let out = measure::run(target, mix, plan).await?;
+    let out = measure::run(std::slice::from_ref(target), mix, plan).await?;
     let capacity = out.rate();
     let mut sentence = format!(
         "Capacity measured first: {capacity:.0} req/s ({} s warm-up + {} s closed loop, {} \
