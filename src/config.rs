@@ -569,6 +569,11 @@ pub struct DatabaseSettings {
     pub url: String,
     /// Maximum pooled connections.
     pub pool_size: u32,
+    /// PostgreSQL: writer threads, each with a connection of its own
+    /// besides the pool's; 0 (the default) means half of `pool_size`, at
+    /// least one. A write is a series of round trips, so more writers keep
+    /// more of them in flight (SQLite always has one writer).
+    pub writers: u32,
     /// Seconds to wait for a pooled connection before answering 503.
     pub connect_timeout_secs: u64,
     /// Memory, in MiB, for users that GET by id has read, served again
@@ -583,6 +588,7 @@ impl Default for DatabaseSettings {
         Self {
             url: "sqlite://data/scim-gateway.db".into(),
             pool_size: 8,
+            writers: 0,
             connect_timeout_secs: 5,
             read_cache_mib: 32,
         }
@@ -790,6 +796,12 @@ impl Settings {
         }
         if let Some(v) = get("SCIM_GATEWAY_READ_CACHE_MIB").and_then(|v| v.trim().parse().ok()) {
             self.database.read_cache_mib = v;
+        }
+        if let Some(v) = get("SCIM_GATEWAY_POOL_SIZE").and_then(|v| v.trim().parse().ok()) {
+            self.database.pool_size = v;
+        }
+        if let Some(v) = get("SCIM_GATEWAY_DB_WRITERS").and_then(|v| v.trim().parse().ok()) {
+            self.database.writers = v;
         }
         if let Some(v) = get("SCIM_GATEWAY_LOG_FORMAT") {
             self.log.format = v;

@@ -263,7 +263,10 @@ impl Db {
         // PostgreSQL: pool_size / 2 writer threads, each with a connection
         // of its own besides the pool's (a batch's statements are round
         // trips, so several batches overlap).
-        let writers = (settings.pool_size as usize / 2).max(1);
+        let writers = match settings.writers {
+            0 => (settings.pool_size as usize / 2).max(1),
+            n => n as usize,
+        };
         let cache =
             (matches!(target, Target::Sqlite(_)) && settings.read_cache_mib > 0).then(|| {
                 let bytes = settings.read_cache_mib.saturating_mul(1 << 20);
