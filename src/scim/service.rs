@@ -241,14 +241,14 @@ impl Service {
                     last_modified: at.clone(),
                 };
                 store::insert_resource(conn, &row)?;
-                store::replace_unique_keys(
+                store::insert_unique_keys(
                     conn,
                     &row.tenant,
                     kind.name(),
                     &row.id,
                     &unique_keys(rt, &n.doc),
                 )?;
-                store::replace_index(
+                store::insert_index(
                     conn,
                     &row.tenant,
                     kind.name(),

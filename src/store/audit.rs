@@ -202,9 +202,23 @@ fn in_transaction(conn: &mut AnyConnection) -> bool {
 /// column's default); the sealer chains it after commit ([`super::seal`]).
 pub fn insert_audit(conn: &mut AnyConnection, event: &AuditEvent) -> Result<(), StoreError> {
     if let AnyConnection::Postgresql(c) = conn {
-        diesel::insert_into(audit_events::table)
-            .values(event)
-            .execute(c)?;
+        // Prepared once per connection: diesel's insert DSL was parsed and
+        // planned by PostgreSQL on every write.
+        prepared!(
+            "INSERT INTO audit_events \
+             (at, tenant, actor, action, resource_type, resource_id, outcome, detail, app) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind::<Text, _>(&event.at)
+        .bind::<Nullable<Text>, _>(event.tenant.as_deref())
+        .bind::<Text, _>(&event.actor)
+        .bind::<Text, _>(&event.action)
+        .bind::<Nullable<Text>, _>(event.resource_type.as_deref())
+        .bind::<Nullable<Text>, _>(event.resource_id.as_deref())
+        .bind::<Text, _>(&event.outcome)
+        .bind::<Nullable<Text>, _>(event.detail.as_deref())
+        .bind::<Nullable<Text>, _>(event.app.as_deref())
+        .execute(c)?;
         return Ok(());
     }
     if !in_transaction(conn) {

@@ -20,16 +20,6 @@ pub struct IndexEntry {
     pub value: String,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = unique_keys)]
-struct NewUniqueRow<'a> {
-    tenant: &'a str,
-    resource_type: &'a str,
-    attr: &'a str,
-    value: &'a str,
-    resource_id: &'a str,
-}
-
 /// Replaces a resource's index rows.
 pub fn replace_index(
     conn: &mut AnyConnection,
@@ -51,6 +41,19 @@ pub fn replace_index(
         attr_index::table.filter(attr_index::resource_id.eq(resource_id))
     )
     .execute(c)?);
+    insert_index(conn, tenant, resource_type, resource_id, entries)
+}
+
+/// Writes the index rows of a resource that has none yet (one just
+/// created): no read of old rows, no delete, which on PostgreSQL are two
+/// round trips each.
+pub fn insert_index(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    resource_id: &str,
+    entries: &[IndexEntry],
+) -> Result<(), StoreError> {
     // One prepared single-row insert per entry: a multi-row insert has a
     // different text for every row count, and is prepared anew each time.
     for e in entries {
@@ -104,28 +107,44 @@ pub fn replace_unique_keys(
         unique_keys::table.filter(unique_keys::resource_id.eq(resource_id))
     )
     .execute(c)?);
+    insert_unique_keys(conn, tenant, resource_type, resource_id, keys)
+}
+
+/// Writes the unique keys of a resource that has none yet (one just
+/// created); `Conflict` names the attribute another resource holds.
+pub fn insert_unique_keys(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    resource_type: &str,
+    resource_id: &str,
+    keys: &[IndexEntry],
+) -> Result<(), StoreError> {
+    let taken = |key: &IndexEntry| {
+        StoreError::Conflict(format!(
+            "Another {resource_type} already has this {}.",
+            key.attr
+        ))
+    };
     for key in keys {
         if find_by_unique_key(conn, tenant, resource_type, key)?.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "Another {resource_type} already has this {}.",
-                key.attr
-            )));
+            return Err(taken(key));
         }
-        let row = NewUniqueRow {
-            tenant,
-            resource_type,
-            attr: &key.attr,
-            value: &key.value,
-            resource_id,
-        };
-        on_backend!(conn, c => diesel::insert_into(unique_keys::table).values(&row).execute(c))
-            .map_err(|e| match StoreError::from(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!(
-                    "Another {resource_type} already has this {}.",
-                    key.attr
-                )),
-                other => other,
-            })?;
+        // Prepared once per connection (diesel's insert DSL is parsed and
+        // planned by PostgreSQL on every call).
+        on_backend!(conn, c => prepared!(
+            "INSERT INTO unique_keys (tenant, resource_type, attr, value, resource_id) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind::<Text, _>(tenant)
+        .bind::<Text, _>(resource_type)
+        .bind::<Text, _>(&key.attr)
+        .bind::<Text, _>(&key.value)
+        .bind::<Text, _>(resource_id)
+        .execute(c))
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => taken(key),
+            other => other,
+        })?;
     }
     Ok(())
 }

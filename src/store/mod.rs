@@ -68,7 +68,8 @@ pub use connection::{
     target_of, write_tx,
 };
 pub use index::{
-    IndexEntry, explain_eq_lookup, find_by_unique_key, replace_index, replace_unique_keys,
+    IndexEntry, explain_eq_lookup, find_by_unique_key, insert_index, insert_unique_keys,
+    replace_index, replace_unique_keys,
 };
 pub use members::{
     GroupRef, MemberRow, add_members, count_members, delete_all_members, delete_members,

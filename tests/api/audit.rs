@@ -5,29 +5,15 @@
 //! checkpoint the rest verifies from, and concurrent writers through two
 //! gateways on one database keep the chain whole.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_scim-gateway");
-
 /// Runs `scim-gateway <args>` against the app's database.
 async fn cli(app: &TestApp, args: &[&str]) -> Output {
-    let url = app.database_url.clone();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(&args)
-            .env("DATABASE_URL", url)
-            .env_remove("SCIM_GATEWAY_CONFIG")
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    cli_on(&app.database_url, args).await
 }
 
 fn stdout(o: &Output) -> String {

@@ -663,3 +663,20 @@ pub fn run_cli(config: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs `scim-gateway <args>` (the CLI) against the database at `url`.
+pub async fn cli_on(url: &str, args: &[&str]) -> std::process::Output {
+    let url = url.to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_scim-gateway"))
+            .args(&args)
+            .env("DATABASE_URL", url)
+            .env_remove("SCIM_GATEWAY_CONFIG")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}

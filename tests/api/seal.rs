@@ -6,7 +6,6 @@
 //! write and leaves a chain that verifies. These need PostgreSQL
 //! (`SCIM_TEST_POSTGRES_URL`); `scripts/test` runs them in its PostgreSQL pass.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,9 +13,8 @@ use diesel::sql_types::BigInt;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use serde_json::json;
 
+use crate::helpers::cli_on;
 use crate::multi_process::{Database, Gateway, TOKEN, post_user, start};
-
-const BIN: &str = env!("CARGO_BIN_EXE_scim-gateway");
 
 #[derive(QueryableByName)]
 struct Count {
@@ -57,18 +55,7 @@ async fn wait_sealed(url: &str) {
 
 /// `scim-gateway audit verify` on the database: (exit code, output).
 async fn verify(url: &str) -> (i32, String) {
-    let url = url.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(["audit", "verify"])
-            .env("DATABASE_URL", url)
-            .env_remove("SCIM_GATEWAY_CONFIG")
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = cli_on(url, &["audit", "verify"]).await;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
