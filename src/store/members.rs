@@ -6,6 +6,7 @@ use diesel::prelude::*;
 
 use super::StoreError;
 use super::connection::AnyConnection;
+use super::prepared::prepared;
 use super::schema::{group_members, resources};
 
 /// A member as stored, with its display name joined from the member resource.
@@ -61,6 +62,19 @@ pub fn add_members(
                 member_type: kind,
             })
             .collect();
+        // One member (what IdPs send most): a statement kept prepared; a
+        // multi-row insert's text depends on its row count and PostgreSQL
+        // parses and plans it every time.
+        if let [one] = rows.as_slice() {
+            added += on_backend!(conn, c => prepared!(
+                "INSERT INTO group_members (group_id, member_id, member_type) VALUES ($1, $2, $3)",
+            )
+            .bind::<diesel::sql_types::Text, _>(one.group_id)
+            .bind::<diesel::sql_types::Text, _>(one.member_id)
+            .bind::<diesel::sql_types::Text, _>(one.member_type)
+            .execute(c)?);
+            continue;
+        }
         for rows in rows.chunks(100) {
             added += batch_insert!(conn, group_members::table, rows);
         }

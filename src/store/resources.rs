@@ -350,6 +350,16 @@ pub fn touch_resources(
     ids: &[String],
     now: &str,
 ) -> Result<(), StoreError> {
+    // One resource (a member added or removed): a statement kept prepared.
+    if let [id] = ids {
+        on_backend!(conn, c => prepared!(
+            "UPDATE resources SET version = version + 1, last_modified = $2 WHERE id = $1",
+        )
+        .bind::<Text, _>(id)
+        .bind::<Text, _>(now)
+        .execute(c)?);
+        return Ok(());
+    }
     for chunk in ids.chunks(500) {
         diesel::update(resources::table.filter(resources::id.eq_any(chunk)))
             .set((
@@ -433,9 +443,9 @@ pub fn find_resources_keyset(
 /// not hold up that tenant's writers.
 pub fn lock_resource(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<(), StoreError> {
     if let AnyConnection::Postgresql(c) = conn {
-        diesel::sql_query("SELECT 1 FROM resources WHERE id = $1 AND tenant = $2 FOR UPDATE")
-            .bind::<diesel::sql_types::Text, _>(id)
-            .bind::<diesel::sql_types::Text, _>(tenant)
+        prepared!("SELECT 1 FROM resources WHERE id = $1 AND tenant = $2 FOR UPDATE")
+            .bind::<Text, _>(id)
+            .bind::<Text, _>(tenant)
             .execute(c)?;
     }
     Ok(())
