@@ -216,7 +216,7 @@ pub struct DbReport {
     /// The first break, if any.
     pub broken: Option<Break>,
     /// PostgreSQL: rows committed while the check ran, not yet sealed into
-    /// the chain ([`store::seal_pass`]). Not a break: reported beside it.
+    /// the chain ([`store::seal_all`]). Not a break: reported beside it.
     pub unsealed: store::SealBacklog,
 }
 

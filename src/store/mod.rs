@@ -81,7 +81,7 @@ pub use resources::{
     find_resources_keyset, find_resources_page, insert_resource, lock_resource, touch_resources,
     update_resource,
 };
-pub use seal::{Backlog as SealBacklog, Sealed, find_seal_backlog, seal_all, seal_pass};
+pub use seal::{Backlog as SealBacklog, find_seal_backlog, seal_all};
 
 use crate::config::DatabaseSettings;
 use crate::error::ScimError;

@@ -58,13 +58,11 @@ const BUSY_PAUSE: Duration = Duration::from_millis(20);
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Sealed {
+struct Sealed {
     /// Rows given a position.
-    pub rows: usize,
+    rows: usize,
     /// Whether another pass should follow at once (the pass was full).
-    pub more: bool,
-    /// Whether another node's sealer held the lock (nothing was tried).
-    pub busy: bool,
+    more: bool,
 }
 
 #[derive(QueryableByName)]
@@ -110,7 +108,7 @@ struct Unsealed {
 /// instead of leaving it to that node (what `audit verify` and the export
 /// want: every committed row in the chain before they read it).
 /// A no-op on SQLite, where rows are chained as they are written.
-pub fn seal_pass(conn: &mut AnyConnection, wait: bool) -> Result<Sealed, StoreError> {
+fn seal_pass(conn: &mut AnyConnection, wait: bool) -> Result<Sealed, StoreError> {
     if !matches!(conn, AnyConnection::Postgresql(_)) {
         return Ok(Sealed::default());
     }
@@ -127,10 +125,8 @@ pub fn seal_pass(conn: &mut AnyConnection, wait: bool) -> Result<Sealed, StoreEr
                 .bind::<BigInt, _>(SEAL_LOCK)
                 .get_result(c)?;
             if !got.locked {
-                return Ok(Sealed {
-                    busy: true,
-                    ..Sealed::default()
-                });
+                // Another node's pass runs; it (or the next) takes these rows.
+                return Ok(Sealed::default());
             }
         }
         let rows: Vec<Unsealed> = diesel::sql_query(
@@ -199,7 +195,6 @@ pub fn seal_pass(conn: &mut AnyConnection, wait: bool) -> Result<Sealed, StoreEr
         Ok(Sealed {
             rows: rows.len(),
             more: rows.len() as i64 == PASS_ROWS,
-            busy: false,
         })
     })
 }
