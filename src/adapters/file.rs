@@ -397,6 +397,15 @@ impl Adapter for FileAdapter {
         self.emit(ctx, "create", account).await
     }
 
+    async fn locate(
+        &self,
+        ctx: &OpContext,
+        _account: &Value,
+    ) -> Result<Option<String>, AdapterError> {
+        // Consumers of the files cannot be asked; lines name the gateway id.
+        Ok(Some(ctx.identity.clone()))
+    }
+
     async fn update(
         &self,
         ctx: &OpContext,
@@ -455,6 +464,7 @@ mod tests {
             app: "hr".into(),
             identity: "u1".into(),
             kind: Kind::User,
+            in_doubt: false,
             revision: 2,
         };
         let a = json!({"userName": "ada"});

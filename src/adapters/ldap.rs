@@ -679,6 +679,24 @@ impl LdapAdapter {
 
 #[async_trait::async_trait]
 impl Adapter for LdapAdapter {
+    async fn locate(
+        &self,
+        ctx: &OpContext,
+        account: &Value,
+    ) -> Result<Option<String>, AdapterError> {
+        if ctx.kind == Kind::Group {
+            return Ok(None);
+        }
+        let key = key_of(ctx, account);
+        self.timed(async {
+            let mut ldap = self.connect().await?;
+            let found = self.find(&mut ldap, &key).await?;
+            let _ = ldap.unbind().await;
+            Ok(found.map(|_| key.clone()))
+        })
+        .await
+    }
+
     async fn create(&self, ctx: &OpContext, account: &Value) -> Result<Applied, AdapterError> {
         if ctx.kind == Kind::Group {
             return Err(AdapterError::rejected(

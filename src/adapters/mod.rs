@@ -30,6 +30,9 @@ pub struct OpContext {
     pub kind: Kind,
     /// The account revision this operation produces (1 for a create).
     pub revision: i64,
+    /// The app's state is not exactly the one last recorded (a call whose
+    /// outcome is unknown may have changed it): send whole values.
+    pub in_doubt: bool,
 }
 
 /// How an operation failed.
@@ -116,6 +119,17 @@ pub trait Adapter: Send + Sync {
     /// Creates the account; returns the app's id for it. An adapter whose
     /// app already has the account (e.g. a 409) links it and converges it.
     async fn create(&self, ctx: &OpContext, account: &Value) -> Result<Applied, AdapterError>;
+
+    /// Finds the account a create of `account` may have made although its
+    /// outcome was never recorded (the process died during the call, or it
+    /// timed out): its remote id, or `None` when the app has no such
+    /// account. An app that cannot be asked answers as if it had one, under
+    /// the id its create would have given.
+    async fn locate(
+        &self,
+        ctx: &OpContext,
+        account: &Value,
+    ) -> Result<Option<String>, AdapterError>;
 
     /// Changes an account from `before` (as last applied) to `after`.
     async fn update(

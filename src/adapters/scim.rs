@@ -85,15 +85,13 @@ impl ScimAdapter {
         }
     }
 
-    /// Finds an existing account by its unique name.
-    async fn find_existing(&self, kind: Kind, account: &Value) -> Result<String, AdapterError> {
-        let (attr, value) = match kind {
-            Kind::User => ("userName", account.get("userName")),
-            Kind::Group => ("displayName", account.get("displayName")),
-        };
-        let value = value.and_then(Value::as_str).ok_or_else(|| {
-            AdapterError::rejected(format!("409 on create and no {attr} to look up"))
-        })?;
+    /// The ids of the app's accounts of `kind` whose `attr` equals `value`.
+    async fn lookup(
+        &self,
+        kind: Kind,
+        attr: &str,
+        value: &str,
+    ) -> Result<Vec<String>, AdapterError> {
         let filter = format!("{attr} eq {}", Value::String(value.into()));
         let url = reqwest::Url::parse_with_params(
             &format!("{}/{}", self.base, Self::endpoint(kind)),
@@ -103,13 +101,25 @@ impl ScimAdapter {
         let (_, body) = self.call(Method::GET, url.to_string(), None).await?;
         let list: Value = serde_json::from_str(&body)
             .map_err(|_| AdapterError::transient("lookup answered with a body that is not JSON"))?;
-        let found: Vec<&str> = list
+        Ok(list
             .get("Resources")
             .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(|x| x.get("id")?.as_str()).collect())
-            .unwrap_or_default();
-        match found.as_slice() {
-            [one] => Ok(one.to_string()),
+            .map(|r| {
+                r.iter()
+                    .filter_map(|x| Some(x.get("id")?.as_str()?.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Finds an existing account by its unique name.
+    async fn find_existing(&self, kind: Kind, account: &Value) -> Result<String, AdapterError> {
+        let attr = unique_name(kind);
+        let value = account.get(attr).and_then(Value::as_str).ok_or_else(|| {
+            AdapterError::rejected(format!("409 on create and no {attr} to look up"))
+        })?;
+        match self.lookup(kind, attr, value).await?.as_slice() {
+            [one] => Ok(one.clone()),
             [] => Err(AdapterError::rejected(format!(
                 "409 on create, yet no account with {attr} {value:?} was found"
             ))),
@@ -216,6 +226,37 @@ fn remote_account(resource: Value) -> Option<RemoteAccount> {
         key,
         attributes: Value::Object(attrs),
     })
+}
+
+/// The attribute that names an account uniquely.
+fn unique_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::User => "userName",
+        Kind::Group => "displayName",
+    }
+}
+
+/// PATCH operations for an update whose starting state is in doubt: as
+/// [`diff_ops`], but members are replaced as a whole instead of added and
+/// removed one by one, so the result is the same whichever state the
+/// group was in.
+fn whole_ops(before: &Map<String, Value>, after: &Map<String, Value>) -> Vec<Value> {
+    let without = |m: &Map<String, Value>| {
+        let mut m = m.clone();
+        m.remove("members");
+        m
+    };
+    let mut ops = diff_ops(&without(before), &without(after));
+    match after.get("members") {
+        Some(m) if before.get("members") != Some(m) => {
+            ops.push(json!({ "op": "replace", "path": "members", "value": m }));
+        }
+        None if before.contains_key("members") => {
+            ops.push(json!({ "op": "remove", "path": "members" }));
+        }
+        _ => {}
+    }
+    ops
 }
 
 fn member_values(v: Option<&Value>) -> Vec<String> {
@@ -338,6 +379,28 @@ impl Adapter for ScimAdapter {
         }
     }
 
+    async fn locate(
+        &self,
+        ctx: &OpContext,
+        account: &Value,
+    ) -> Result<Option<String>, AdapterError> {
+        // The gateway id travels as externalId where the mapping sends it;
+        // it survives a rename, the unique name does not.
+        let by = ["externalId", unique_name(ctx.kind)]
+            .into_iter()
+            .find_map(|attr| Some((attr, account.get(attr)?.as_str()?)));
+        let Some((attr, value)) = by else {
+            return Ok(None);
+        };
+        match self.lookup(ctx.kind, attr, value).await?.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            _ => Err(AdapterError::rejected(format!(
+                "several accounts have {attr} {value:?}"
+            ))),
+        }
+    }
+
     async fn update(
         &self,
         ctx: &OpContext,
@@ -349,10 +412,15 @@ impl Adapter for ScimAdapter {
             UpdateMethod::Put => self.replace(ctx.kind, remote_id, after).await,
             UpdateMethod::Patch => {
                 let empty = Map::new();
-                let ops = diff_ops(
+                let (before, after) = (
                     before.as_object().unwrap_or(&empty),
                     after.as_object().unwrap_or(&empty),
                 );
+                let ops = if ctx.in_doubt {
+                    whole_ops(before, after)
+                } else {
+                    diff_ops(before, after)
+                };
                 self.patch(ctx.kind, remote_id, ops).await
             }
         }

@@ -745,6 +745,19 @@ fn create_in<C: Db>(
     })
 }
 
+/// The id of the row whose key is `key`, if there is one.
+fn find_in<C: Db>(
+    inner: &Inner,
+    c: &mut C,
+    pg: Option<&HashMap<String, String>>,
+    key: &str,
+) -> Result<Option<String>, AdapterError> {
+    let mut find = Builder::new(pg);
+    inner.select_by_key(&mut find, key)?;
+    let found = c.ids(&find.finish()).map_err(|e| classify(&e))?;
+    Ok(found.into_iter().next().and_then(|r| r.remote_id))
+}
+
 fn exec_one<C: Db>(c: &mut C, stmt: &Stmt) -> Result<usize, AdapterError> {
     c.exec(stmt).map_err(|e| classify(&e))
 }
@@ -816,6 +829,25 @@ impl Adapter for SqlAdapter {
                 create_in(inner, c, Some(&types), &key, &account)
             }
             Conn::Sqlite(c) => create_in(inner, c, None, &key, &account),
+        })
+        .await
+    }
+
+    async fn locate(
+        &self,
+        ctx: &OpContext,
+        account: &Value,
+    ) -> Result<Option<String>, AdapterError> {
+        if ctx.kind == Kind::Group {
+            return Ok(None);
+        }
+        let key = key_of(ctx, account);
+        self.with_conn(move |inner, conn| match conn {
+            Conn::Pg(c) => {
+                let types = inner.pg_types(c)?;
+                find_in(inner, c, Some(&types), &key)
+            }
+            Conn::Sqlite(c) => find_in(inner, c, None, &key),
         })
         .await
     }

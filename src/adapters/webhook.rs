@@ -165,6 +165,15 @@ impl Adapter for WebhookAdapter {
         Ok(applied)
     }
 
+    async fn locate(
+        &self,
+        ctx: &OpContext,
+        _account: &Value,
+    ) -> Result<Option<String>, AdapterError> {
+        // A receiver cannot be asked; it knows accounts by the gateway id.
+        Ok(Some(ctx.identity.clone()))
+    }
+
     async fn update(
         &self,
         ctx: &OpContext,

@@ -14,6 +14,7 @@
 
 mod converge;
 mod decide;
+mod doubt;
 pub mod preview;
 pub mod reconcile;
 mod worker;

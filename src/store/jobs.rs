@@ -68,6 +68,10 @@ pub struct JobRow {
     pub updated_at: String,
     /// Higher runs first: leavers are cut off ahead of routine work.
     pub priority: i64,
+    /// What adapter calls whose outcome was never recorded may have left in
+    /// the app (see [`crate::delivery`]'s doubt handling): written before the
+    /// calls, cleared when an outcome is known.
+    pub inflight: Option<String>,
 }
 
 /// The due time of a leaver's job: before any routine job.
@@ -217,46 +221,59 @@ pub fn claim(
     Ok(out)
 }
 
+/// What tells one claim from another: its lease end, set afresh by every
+/// claim. A worker whose lease ran out and that claimed the same job again
+/// holds the new claim, not the old one.
+fn claim_token(job: &JobRow) -> &str {
+    job.claimed_until.as_deref().unwrap_or_default()
+}
+
 /// Finishes a claimed job after a success: deletes it, unless a change
-/// arrived while it ran, in which case it is due again at once.
+/// arrived while it ran, in which case it is due again at once. False when
+/// the claim was no longer this worker's (its lease ran out and another
+/// worker took the job over): nothing was changed.
 pub fn complete(
     conn: &mut AnyConnection,
     job: &JobRow,
     worker: &str,
     now: &str,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let claimed = job.claimed_generation.unwrap_or(job.generation);
     let deleted = on_backend!(conn, c => diesel::delete(
         sync_jobs::table
             .filter(sync_jobs::app.eq(&job.app))
             .filter(sync_jobs::resource_id.eq(&job.resource_id))
             .filter(sync_jobs::claimed_by.eq(worker))
+            .filter(sync_jobs::claimed_until.eq(claim_token(job)))
             .filter(sync_jobs::generation.eq(claimed)),
     )
     .execute(c)?);
-    if deleted == 0 {
-        diesel::update(
-            sync_jobs::table
-                .filter(sync_jobs::app.eq(&job.app))
-                .filter(sync_jobs::resource_id.eq(&job.resource_id))
-                .filter(sync_jobs::claimed_by.eq(worker)),
-        )
-        .set((
-            sync_jobs::state.eq(state::PENDING),
-            sync_jobs::attempts.eq(0),
-            sync_jobs::next_attempt_at.eq(now),
-            sync_jobs::claimed_by.eq(None::<String>),
-            sync_jobs::claimed_until.eq(None::<String>),
-            sync_jobs::last_error.eq(None::<String>),
-            sync_jobs::last_status.eq(None::<i64>),
-            // What was recorded before the run is delivered; what is left
-            // came in during it, last touched by its enqueue.
-            sync_jobs::created_at.eq(sync_jobs::updated_at),
-            sync_jobs::updated_at.eq(now),
-        ))
-        .execute(conn)?;
+    if deleted > 0 {
+        return Ok(true);
     }
-    Ok(())
+    let updated = diesel::update(
+        sync_jobs::table
+            .filter(sync_jobs::app.eq(&job.app))
+            .filter(sync_jobs::resource_id.eq(&job.resource_id))
+            .filter(sync_jobs::claimed_by.eq(worker))
+            .filter(sync_jobs::claimed_until.eq(claim_token(job))),
+    )
+    .set((
+        sync_jobs::state.eq(state::PENDING),
+        sync_jobs::attempts.eq(0),
+        sync_jobs::next_attempt_at.eq(now),
+        sync_jobs::claimed_by.eq(None::<String>),
+        sync_jobs::claimed_until.eq(None::<String>),
+        sync_jobs::last_error.eq(None::<String>),
+        sync_jobs::last_status.eq(None::<i64>),
+        sync_jobs::inflight.eq(None::<String>),
+        // What was recorded before the run is delivered; what is left
+        // came in during it, last touched by its enqueue.
+        sync_jobs::created_at.eq(sync_jobs::updated_at),
+        sync_jobs::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(updated > 0)
 }
 
 /// How a failed attempt continues.
@@ -271,6 +288,10 @@ pub enum Retry {
 /// Records a failed attempt of a claimed job: back to `pending` at the
 /// given time, or `dead`. A change that arrived meanwhile revives a job that
 /// would otherwise be dead, since the new state may well succeed.
+/// `inflight` is what the job's doubt becomes: `None` keeps what was
+/// written before the call (the app may have acted), `Some(v)` sets `v`.
+/// False when the claim was no longer this worker's: nothing was changed.
+#[allow(clippy::too_many_arguments)]
 pub fn fail(
     conn: &mut AnyConnection,
     job: &JobRow,
@@ -278,24 +299,35 @@ pub fn fail(
     retry: &Retry,
     error: &str,
     status: Option<i64>,
+    inflight: Option<Option<&str>>,
     now: &str,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let claimed = job.claimed_generation.unwrap_or(job.generation);
     let target = sync_jobs::table
         .filter(sync_jobs::app.eq(&job.app))
         .filter(sync_jobs::resource_id.eq(&job.resource_id))
-        .filter(sync_jobs::claimed_by.eq(worker));
+        .filter(sync_jobs::claimed_by.eq(worker))
+        .filter(sync_jobs::claimed_until.eq(claim_token(job)));
     let current: Option<i64> = target
         .select(sync_jobs::generation)
         .first(conn)
         .optional()?;
-    let changed = current.is_some_and(|g| g != claimed);
+    let Some(current) = current else {
+        return Ok(false);
+    };
+    let changed = current != claimed;
     let (state, next) = match retry {
         Retry::At(at) => (state::PENDING, at.as_str()),
         Retry::Dead if changed => (state::PENDING, now),
         Retry::Dead => (state::DEAD, now),
     };
-    diesel::update(target)
+    // Before the claim goes: the filter names the claiming worker.
+    if let Some(inflight) = inflight {
+        diesel::update(target)
+            .set(sync_jobs::inflight.eq(inflight))
+            .execute(conn)?;
+    }
+    let updated = diesel::update(target)
         .set((
             sync_jobs::state.eq(state),
             sync_jobs::next_attempt_at.eq(next),
@@ -306,7 +338,45 @@ pub fn fail(
             sync_jobs::updated_at.eq(now),
         ))
         .execute(conn)?;
+    Ok(updated > 0)
+}
+
+/// Sets a job's doubt whoever holds it (see [`mark_inflight`]).
+pub fn set_inflight(
+    conn: &mut AnyConnection,
+    app: &str,
+    resource_id: &str,
+    inflight: &str,
+) -> Result<(), StoreError> {
+    diesel::update(
+        sync_jobs::table
+            .filter(sync_jobs::app.eq(app))
+            .filter(sync_jobs::resource_id.eq(resource_id)),
+    )
+    .set(sync_jobs::inflight.eq(inflight))
+    .execute(conn)?;
     Ok(())
+}
+
+/// Writes, before its adapter call, what a claimed job's call may leave
+/// in the app. False when the claim is no longer this worker's (its lease
+/// ran out and another took it over): the call must not be made.
+pub fn mark_inflight(
+    conn: &mut AnyConnection,
+    job: &JobRow,
+    worker: &str,
+    inflight: &str,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        sync_jobs::table
+            .filter(sync_jobs::app.eq(&job.app))
+            .filter(sync_jobs::resource_id.eq(&job.resource_id))
+            .filter(sync_jobs::claimed_by.eq(worker))
+            .filter(sync_jobs::claimed_until.eq(claim_token(job))),
+    )
+    .set(sync_jobs::inflight.eq(inflight))
+    .execute(conn)?;
+    Ok(n > 0)
 }
 
 /// Hands a claimed job back untouched (the attempt does not count): used
@@ -321,7 +391,8 @@ pub fn hand_back(
         sync_jobs::table
             .filter(sync_jobs::app.eq(&job.app))
             .filter(sync_jobs::resource_id.eq(&job.resource_id))
-            .filter(sync_jobs::claimed_by.eq(worker)),
+            .filter(sync_jobs::claimed_by.eq(worker))
+            .filter(sync_jobs::claimed_until.eq(claim_token(job))),
     )
     .set((
         sync_jobs::state.eq(state::PENDING),

@@ -79,6 +79,7 @@ diesel::table! {
         created_at -> Text,
         updated_at -> Text,
         priority -> BigInt,
+        inflight -> Nullable<Text>,
     }
 }
 

@@ -455,6 +455,7 @@ async fn sql_errors_are_classified_for_the_engine() {
         app: "legacy".into(),
         identity: "u-1".into(),
         kind: Kind::User,
+        in_doubt: false,
         revision: 1,
     };
     // A NOT NULL column without a value: the app refuses it.

@@ -36,6 +36,10 @@ enum Fault {
     Garbage,
     /// Answer only after this long (past the app's timeout); nothing is forwarded.
     Hang(Duration),
+    /// Forward the request, then answer with this status: the app acted,
+    /// but the gateway is told it failed (a proxy's 504 after the backend
+    /// did the work).
+    ActedThenFailed(u16),
 }
 
 /// One request the proxy received.
@@ -122,6 +126,11 @@ impl ChaosProxy {
         format!("http://127.0.0.1:{}/scim/v2", self.port)
     }
 
+    /// Queues one more fault, for the next request not yet scripted.
+    fn push(&self, fault: Fault) {
+        self.state.script.lock().unwrap().push_back(fault);
+    }
+
     fn hits(&self) -> Vec<Hit> {
         self.state.hits.lock().unwrap().clone()
     }
@@ -159,6 +168,12 @@ async fn chaos(req: HttpRequest, body: web::Bytes, state: web::Data<ChaosState>)
         Some(Fault::Hang(d)) => {
             tokio::time::sleep(d).await;
             HttpResponse::ServiceUnavailable().finish()
+        }
+        Some(Fault::ActedThenFailed(s)) => {
+            let _ = forward(&state, &req, &path, body, index).await;
+            HttpResponse::build(StatusCode::from_u16(s).unwrap())
+                .content_type("text/plain")
+                .body("chaos: the answer was lost")
         }
         Some(Fault::Garbage) => {
             let _ = forward(&state, &req, &path, body, index).await;
@@ -229,17 +244,54 @@ struct Rig {
 }
 
 async fn rig(script: Vec<Fault>, timeout_secs: u64) -> Rig {
+    rig_with(script, |app, _| app.timeout_secs = Some(timeout_secs)).await
+}
+
+/// A rig whose app and settings `customise` adjusts.
+async fn rig_with(
+    script: Vec<Fault>,
+    customise: impl FnOnce(&mut scim_gateway::config::AppSettings, &mut Settings),
+) -> Rig {
     let down = downstream().await;
     let proxy = ChaosProxy::start(&down.app.address, script);
     let base = proxy.base();
     let token = down.token_file.clone();
     let up = spawn_app_with(|s: &mut Settings| {
         let mut app = scim_app("crm", &base, &token);
-        app.timeout_secs = Some(timeout_secs);
+        customise(&mut app, s);
         s.apps.push(app);
     })
     .await;
     Rig { down, proxy, up }
+}
+
+/// A rig whose retries wait seconds, so a test can change the identity
+/// between a failed attempt and the next.
+async fn slow_retry_rig() -> Rig {
+    rig_with(Vec::new(), |app, s| {
+        app.timeout_secs = Some(3);
+        s.delivery.backoff_base_ms = 3000;
+        s.delivery.backoff_max_secs = 5;
+    })
+    .await
+}
+
+/// Waits until the proxy has forwarded a request it then answered as failed.
+async fn await_acted_then_failed(proxy: &ChaosProxy) -> Hit {
+    eventually(
+        20,
+        "a request the app acted on but answered as failed",
+        || async {
+            proxy
+                .hits()
+                .into_iter()
+                .find(|h| {
+                    matches!(h.fault, Some(Fault::ActedThenFailed(_))) && h.answered.is_some()
+                })
+                .ok_or_else(|| format!("{:?}", proxy.hits()))
+        },
+    )
+    .await
 }
 
 /// `(action, outcome, detail)` of the delivery audit rows about `id`, oldest first.
@@ -515,6 +567,115 @@ async fn a_create_whose_answer_is_lost_is_adopted_not_duplicated() {
     assert_eq!(rows[1].1, "success");
     assert_eq!(rows[1].2["adopted"], true, "{rows:?}");
     assert_eq!(rows[1].2["remote_id"], remote_id);
+}
+
+#[tokio::test]
+async fn a_disable_the_app_made_but_answered_as_failed_is_undone_by_a_re_enable() {
+    let rig = slow_retry_rig().await;
+    let user = rig.up.create_user("flip@example.com").await;
+    let id = user["id"].as_str().unwrap();
+    await_delivered(&rig.up, id).await;
+    await_empty_queue(&rig.up.address, "crm").await;
+
+    // The disable reaches the app, but its answer says it failed.
+    rig.proxy.push(Fault::ActedThenFailed(504));
+    rig.up
+        .patch_ok(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await;
+    let hit = await_acted_then_failed(&rig.proxy).await;
+    assert_eq!(hit.method, "PATCH");
+    let remote = rig.down.users_named("flip@example.com").await;
+    assert_eq!(remote[0]["active"], false, "the app acted: {remote:?}");
+
+    // Enabled again before the retry: what was last recorded is what is
+    // wanted, yet the app holds the disable.
+    rig.up
+        .patch_ok(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "active", "value": true}]),
+        )
+        .await;
+    eventually(20, "the account enabled again downstream", || async {
+        let remote = rig.down.users_named("flip@example.com").await;
+        if remote[0]["active"] == true {
+            Ok(())
+        } else {
+            Err(format!("{remote:?}"))
+        }
+    })
+    .await;
+    await_empty_queue(&rig.up.address, "crm").await;
+    let rows = delivery_rows(&rig.up, id);
+    assert_eq!(
+        rows.last().map(|r| r.1.as_str()),
+        Some("success"),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_create_the_app_made_but_answered_as_failed_is_removed_when_the_user_goes() {
+    let rig = slow_retry_rig().await;
+    rig.proxy.push(Fault::ActedThenFailed(504));
+    let user = rig.up.create_user("ghost@example.com").await;
+    let id = user["id"].as_str().unwrap().to_string();
+    let hit = await_acted_then_failed(&rig.proxy).await;
+    assert_eq!(hit.method, "POST");
+    assert_eq!(rig.down.users_named("ghost@example.com").await.len(), 1);
+
+    // Deleted before the retry: no account was ever recorded.
+    let res = rig.up.delete(&format!("/Users/{id}")).await;
+    assert_eq!(res.status(), 204);
+    eventually(20, "the account the create made to be deleted", || async {
+        match rig.down.app.user_count().await {
+            0 => Ok(()),
+            n => Err(format!("{n} users downstream")),
+        }
+    })
+    .await;
+    await_empty_queue(&rig.up.address, "crm").await;
+    let hits = rig.proxy.hits();
+    assert!(
+        hits.iter()
+            .any(|h| h.method == "GET" && h.path.contains("externalId")),
+        "the account was looked up by the gateway id: {hits:?}"
+    );
+    let (status, _) = rig.up.admin_get(&format!("/apps/crm/accounts/{id}")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_create_in_doubt_of_a_renamed_user_renames_the_account_it_made() {
+    let rig = slow_retry_rig().await;
+    rig.proxy.push(Fault::ActedThenFailed(504));
+    let user = rig.up.create_user("before@example.com").await;
+    let id = user["id"].as_str().unwrap().to_string();
+    await_acted_then_failed(&rig.proxy).await;
+    rig.up
+        .patch_ok(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "userName", "value": "after@example.com"}]),
+        )
+        .await;
+    eventually(20, "the account renamed downstream", || async {
+        let after = rig.down.users_named("after@example.com").await;
+        let count = rig.down.app.user_count().await;
+        if after.len() == 1 && count == 1 {
+            Ok(())
+        } else {
+            Err(format!("{count} users downstream: {after:?}"))
+        }
+    })
+    .await;
+    await_empty_queue(&rig.up.address, "crm").await;
+    let remote = rig.down.users_named("after@example.com").await;
+    let (status, account) = rig.up.admin_get(&format!("/apps/crm/accounts/{id}")).await;
+    assert_eq!(status, 200, "{account}");
+    assert_eq!(account["remote_id"], remote[0]["id"], "{account}");
+    assert_eq!(rig.down.app.user_count().await, 1);
 }
 
 #[tokio::test]
@@ -997,4 +1158,490 @@ async fn a_404_on_create_is_a_dead_letter_not_a_hot_loop() {
     assert_eq!(job["last_status"], 404);
     assert_eq!(job["attempts"], 1, "{job}");
     assert_eq!(rig.proxy.hits().len(), 1, "{:?}", rig.proxy.hits());
+}
+
+// ---------------------------------------------------------------------------
+// 4. Two PostgreSQL nodes, killed in turn under mixed write load.
+
+/// A webhook receiver that keeps each identity as its events left it, in
+/// the order they arrived (as a simple receiver does), and answers after a
+/// delay, so a kill lands while events are in flight.
+#[derive(Clone, Default)]
+struct StateSink {
+    /// Identity id → its account as the last event gave it.
+    state: Arc<Mutex<BTreeMap<String, Value>>>,
+    latency: Duration,
+}
+
+async fn sink(body: web::Bytes, sink: web::Data<StateSink>) -> HttpResponse {
+    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
+        return HttpResponse::BadRequest().finish();
+    };
+    let kind = event["type"].as_str().unwrap_or_default();
+    let id = event["data"]["id"].as_str().unwrap_or_default().to_string();
+    {
+        let mut state = sink.state.lock().unwrap();
+        if kind.ends_with(".deleted") {
+            state.remove(&id);
+        } else {
+            state.insert(id, event["data"]["account"].clone());
+        }
+    }
+    tokio::time::sleep(sink.latency).await;
+    HttpResponse::NoContent().finish()
+}
+
+impl StateSink {
+    fn start(latency: Duration) -> (Self, String, actix_web::dev::ServerHandle) {
+        let sink_state = StateSink {
+            latency,
+            ..StateSink::default()
+        };
+        let data = web::Data::new(sink_state.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(data.clone())
+                .route("/hook", web::post().to(sink))
+        })
+        .workers(2)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        (sink_state, format!("http://127.0.0.1:{port}/hook"), handle)
+    }
+}
+
+/// What an app must hold of a user: userName, title and active.
+fn user_facts(u: &Value) -> (String, String, bool) {
+    (
+        u["userName"].as_str().unwrap_or_default().to_string(),
+        u["title"].as_str().unwrap_or_default().to_string(),
+        u["active"].as_bool().unwrap_or(true),
+    )
+}
+
+/// Every group of a SCIM endpoint: displayName → member values.
+async fn groups_of(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let page: Value = client
+        .get(format!("{base}/Groups"))
+        .query(&[("count", "1000"), ("attributes", "displayName,members")])
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["Resources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|g| {
+            let members = g["members"]
+                .as_array()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|v| v["value"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (g["displayName"].as_str().unwrap().to_string(), members)
+        })
+        .collect()
+}
+
+/// One client's random stream of writes against both nodes; a node that
+/// is down just fails the request.
+async fn mixed_writes(
+    seed: u64,
+    bases: [String; 2],
+    groups: Vec<String>,
+    live: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> usize {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut acked = 0;
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let base = &bases[rng.random_range(0..2)];
+        // Mostly the newest users: their deliveries are the ones in flight.
+        let recent = {
+            let live = live.lock().unwrap();
+            let from = live.len().saturating_sub(8);
+            (!live.is_empty()).then(|| live[rng.random_range(from..live.len())].clone())
+        };
+        let roll = rng.random_range(0..100);
+        let req = match (&recent, roll) {
+            (None, _) | (_, 0..30) => client.post(format!("{base}/scim/v2/Users")).json(&json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("mixed{seed}-{n}@example.com"), "title": "Joiner"
+            })),
+            (Some(id), 30..55) => client
+                .patch(format!("{base}/scim/v2/Users/{id}"))
+                .json(&patch_op(json!([{"op": "replace", "path": "title",
+                    "value": format!("Title {}", rng.random_range(0..5))}]))),
+            (Some(id), 55..70) => client
+                .patch(format!("{base}/scim/v2/Users/{id}"))
+                .json(&patch_op(json!([{"op": "replace", "path": "active",
+                    "value": rng.random_bool(0.5)}]))),
+            (Some(id), 70..85) => {
+                let group = &groups[rng.random_range(0..groups.len())];
+                let op = if rng.random_bool(0.6) {
+                    json!({"op": "add", "path": "members", "value": [{"value": id}]})
+                } else {
+                    json!({"op": "remove", "path": format!("members[value eq \"{id}\"]")})
+                };
+                client
+                    .patch(format!("{base}/scim/v2/Groups/{group}"))
+                    .json(&patch_op(json!([op])))
+            }
+            (Some(id), _) => client.delete(format!("{base}/scim/v2/Users/{id}")),
+        };
+        let Ok(res) = req.bearer_auth(CRASH_TOKEN).send().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let status = res.status().as_u16();
+        if status < 300 {
+            acked += 1;
+        }
+        match (roll, status) {
+            (_, 201) => {
+                if let Ok(v) = res.json::<Value>().await
+                    && let Some(id) = v["id"].as_str()
+                {
+                    live.lock().unwrap().push(id.to_string());
+                }
+            }
+            (85.., 204) => {
+                if let Some(id) = &recent {
+                    live.lock().unwrap().retain(|l| l != id);
+                }
+            }
+            _ => {}
+        }
+    }
+    acked
+}
+
+/// Waits until neither node has a pending, running or dead job in `apps`.
+async fn await_drained(bases: &[String], apps: &[&str]) {
+    eventually(60, "every delivery queue empty on both nodes", || async {
+        for base in bases {
+            for app in apps {
+                let (_, s) = admin_get_at(base, &format!("/apps/{app}")).await;
+                let j = &s["jobs"];
+                if !(j["pending"] == 0 && j["running"] == 0 && j["dead"] == 0) {
+                    return Err(format!("{base} {app}: {s}"));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL; run by scripts/test in its PostgreSQL pass"]
+async fn two_nodes_killed_in_turn_under_mixed_writes_leave_every_app_exactly_right() {
+    let server = std::env::var(PG_ENV).expect("needs PostgreSQL");
+    let pg = PgDb::create(&server);
+    let down = downstream().await;
+    // Answers held back after the app acted: kills land between an app's
+    // change and its record.
+    let proxy =
+        ChaosProxy::start_with_latency(&down.app.address, Vec::new(), Duration::from_millis(150));
+    let (hook, hook_url, _hook_server) = StateSink::start(Duration::from_millis(150));
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hook-secret");
+    std::fs::write(&secret, "kill-test-secret-0123456789").unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[log]
+level = "info"
+
+[delivery]
+lease_secs = 5
+backoff_base_ms = 100
+backoff_max_secs = 1
+poll_ms = 200
+
+[[apps]]
+name = "crm"
+tenant = "default"
+groups = true
+timeout_secs = 2
+
+[apps.adapter]
+kind = "scim"
+base_url = {}
+token_file = {}
+
+[[apps]]
+name = "hook"
+tenant = "default"
+groups = true
+timeout_secs = 2
+
+[apps.adapter]
+kind = "webhook"
+url = {}
+secret_files = [{}]
+"#,
+            toml_str(&proxy.base()),
+            toml_str(&down.token_file.display().to_string()),
+            toml_str(&hook_url),
+            toml_str(&secret.display().to_string()),
+        ),
+    )
+    .unwrap();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let bases: [String; 2] = [0, 1].map(|i| format!("http://127.0.0.1:{}", ports[i]));
+    let logs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("node{i}.log")))
+        .collect();
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        nodes.push(start_binary(&config, &pg.url(), ports[i], &logs[i]).await);
+    }
+
+    let client = reqwest::Client::new();
+    let mut groups = Vec::new();
+    for name in ["vpn-users", "finance", "engineering"] {
+        let res = client
+            .post(format!("{}/scim/v2/Groups", bases[0]))
+            .bearer_auth(CRASH_TOKEN)
+            .json(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        groups.push(
+            res.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+
+    let live: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|seed| {
+            tokio::spawn(mixed_writes(
+                seed,
+                bases.clone(),
+                groups.clone(),
+                live.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    // Kill each node in turn, twice, while the other keeps taking writes
+    // (among them changes to the identities the dead node was delivering).
+    for round in 0..4 {
+        let victim = round % 2;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        nodes[victim].child.kill().unwrap();
+        nodes[victim].child.wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        nodes[victim] = start_binary(&config, &pg.url(), ports[victim], &logs[victim]).await;
+    }
+    // Freeze one node past its lease (a paused VM): the other takes its jobs
+    // over, and what the frozen one then records comes too late.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let frozen = nodes[0].child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &frozen])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {frozen}");
+    };
+    signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    signal("-CONT");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = 0;
+    for w in writers {
+        acked += w.await.unwrap();
+    }
+    await_drained(&bases, &["crm", "hook"]).await;
+
+    // The store, as either node serves it.
+    let store = list_all(&client, &format!("{}/scim/v2", bases[1]), CRASH_TOKEN).await;
+    let want: BTreeMap<String, (String, String, bool)> = store
+        .iter()
+        .map(|u| (u["id"].as_str().unwrap().to_string(), user_facts(u)))
+        .collect();
+    // The SCIM app: one account per user, linked by externalId, no orphans.
+    let remote = list_all(&client, &down.base(), ACME_TOKEN).await;
+    let remote_ids: BTreeMap<String, String> = remote
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap().to_string(),
+                u["externalId"].as_str().unwrap_or("<none>").to_string(),
+            )
+        })
+        .collect();
+    let have: BTreeMap<String, (String, String, bool)> = remote
+        .iter()
+        .map(|u| {
+            (
+                u["externalId"].as_str().unwrap_or("<none>").to_string(),
+                user_facts(u),
+            )
+        })
+        .collect();
+    assert_eq!(
+        remote.len(),
+        have.len(),
+        "duplicate accounts in the SCIM app"
+    );
+    // An active user's account is exactly the user; a leaver's is disabled
+    // (frozen as it was) or was never made; nothing else exists.
+    let diff = |want: &BTreeMap<String, (String, String, bool)>,
+                have: &BTreeMap<String, (String, String, bool)>| {
+        let mut out = Vec::new();
+        for (id, w) in want {
+            match (have.get(id), w.2) {
+                (None, true) => out.push(format!("missing {id} {w:?}")),
+                (Some(h), true) if h != w => out.push(format!("wrong {id}: {h:?}, want {w:?}")),
+                (Some(h), false) if h.2 || h.0 != w.0 => {
+                    out.push(format!("not disabled {id}: {h:?}, want {w:?}"))
+                }
+                _ => {}
+            }
+        }
+        out.extend(
+            have.iter()
+                .filter(|(id, _)| !want.contains_key(*id))
+                .map(|(id, h)| format!("orphan {id} {h:?}")),
+        );
+        out
+    };
+    let scim_diff = diff(&want, &have);
+    // The webhook receiver: the latest event of every user says what the store says.
+    let sink_state = hook.state.lock().unwrap().clone();
+    let hooked: BTreeMap<String, (String, String, bool)> = sink_state
+        .iter()
+        .filter(|(_, a)| a.get("userName").is_some())
+        .map(|(id, a)| (id.clone(), user_facts(a)))
+        .collect();
+    let hook_diff = diff(&want, &hooked);
+    // Groups: the members each app holds are the store's.
+    let store_groups = groups_of(&client, &format!("{}/scim/v2", bases[0]), CRASH_TOKEN).await;
+    let remote_groups: BTreeMap<String, BTreeSet<String>> =
+        groups_of(&client, &down.base(), ACME_TOKEN)
+            .await
+            .into_iter()
+            .map(|(name, members)| {
+                let ids = members
+                    .iter()
+                    .map(|m| {
+                        remote_ids
+                            .get(m)
+                            .cloned()
+                            .unwrap_or_else(|| format!("?{m}"))
+                    })
+                    .collect();
+                (name, ids)
+            })
+            .collect();
+    let hook_groups: BTreeMap<String, BTreeSet<String>> = sink_state
+        .values()
+        .filter_map(|a| {
+            let name = a.get("displayName")?.as_str()?.to_string();
+            let members = a["members"]
+                .as_array()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|v| v["value"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some((name, members))
+        })
+        .collect();
+    let audit = client
+        .get(format!("{}/admin/audit", bases[0]))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let superseded = audit
+        .lines()
+        .filter(|l| l.contains("\"outcome\":\"superseded\""))
+        .count();
+    eprintln!(
+        "{acked} acknowledged writes, {} users, {} SCIM accounts, {} webhook identities, \
+         {superseded} mentions of superseded outcomes in the audit trail",
+        want.len(),
+        remote.len(),
+        sink_state.len()
+    );
+    assert!(acked > 200, "too little load: {acked} acknowledged writes");
+    assert!(
+        scim_diff.is_empty() && hook_diff.is_empty(),
+        "SCIM app: {scim_diff:#?}\nwebhook: {hook_diff:#?}"
+    );
+    // A group's members in an app: its members that have an account there.
+    let expected = |accounts: &BTreeMap<String, (String, String, bool)>| {
+        store_groups
+            .iter()
+            .map(|(name, members)| {
+                let m: BTreeSet<String> = members
+                    .iter()
+                    .filter(|id| accounts.contains_key(*id))
+                    .cloned()
+                    .collect();
+                (name.clone(), m)
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let members: usize = remote_groups.values().map(BTreeSet::len).sum();
+    assert!(members > 0, "no group members to compare");
+    eprintln!("{members} group memberships in the SCIM app");
+    assert_eq!(
+        remote_groups,
+        expected(&have),
+        "group members in the SCIM app"
+    );
+    assert_eq!(
+        hook_groups,
+        expected(&hooked),
+        "group members at the webhook"
+    );
 }

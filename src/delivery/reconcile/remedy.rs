@@ -127,6 +127,7 @@ pub(super) async fn remediate(
                 .unwrap_or_else(|| o.remote_id.clone()),
             kind,
             revision: 0,
+            in_doubt: false,
         };
         let (op, result) = if delete {
             (

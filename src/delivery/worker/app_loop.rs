@@ -77,7 +77,13 @@ pub(super) async fn app_loop(
         let blocked = blocked_until.is_some_and(|b| b > Instant::now());
         let room = most_unrecorded.saturating_sub(*unrecorded.borrow_and_update());
         let full = room == 0;
-        let free = concurrency.saturating_sub(running.len()).min(room);
+        let mut free = concurrency.saturating_sub(running.len()).min(room);
+        if let Some(rate) = rt.settings.rate_limit {
+            // No more than the rate limit lets through in half a lease: a
+            // job waiting for its turn must not outlive its claim.
+            let within = (rate * rt.settings.lease.as_secs_f64() / 2.0).floor() as usize;
+            free = free.min(within.max(1));
+        }
         let mut claimed = 0;
         if !blocked && free > 0 {
             let app = name.clone();

@@ -60,12 +60,21 @@ pub struct EngineSettings {
 
 impl EngineSettings {
     fn for_app(app: &AppSettings, d: &DeliverySettings) -> Self {
+        let timeout = app.timeout_secs.unwrap_or(d.timeout_secs).max(1);
+        // A claim must outlast the job's calls (a create that meets a 409
+        // makes three, after a look-up when a create was in doubt), or a
+        // second worker takes the job over while the first still calls.
+        let lease = d.lease_secs.max(1).max(timeout.saturating_mul(4));
+        if lease > d.lease_secs {
+            tracing::info!(app = %app.name, lease_secs = lease,
+                "delivery lease raised to four times the app's timeout");
+        }
         Self {
             concurrency: app.concurrency.unwrap_or(d.concurrency).max(1),
             max_attempts: i64::from(app.max_attempts.unwrap_or(d.max_attempts).max(1)),
             backoff_base: Duration::from_millis(d.backoff_base_ms.max(1)),
             backoff_max: Duration::from_secs(d.backoff_max_secs.max(1)),
-            lease: Duration::from_secs(d.lease_secs.max(1)),
+            lease: Duration::from_secs(lease),
             poll: Duration::from_millis(d.poll_ms.max(10)),
             rate_limit: app.rate_limit_per_sec.filter(|r| *r > 0.0),
         }

@@ -24,6 +24,7 @@ use super::{AppRuntime, Shared, Slot, later};
 use crate::adapters::{AdapterError, Applied, ErrorKind};
 use crate::delivery::converge::{Plan, is_active};
 use crate::delivery::decide::Decision;
+use crate::delivery::doubt::Doubt;
 use crate::format::{now, timestamp as fmt_time};
 use crate::lifecycle::grants::Revocation;
 use crate::metrics::Metrics;
@@ -34,6 +35,9 @@ use crate::store::{self, AccountRow, AnyConnection, AuditEvent, StoreError, acco
 
 /// Most outcomes one transaction records.
 const MAX_BATCH: usize = 256;
+
+/// The outcome of a job whose claim had passed to another worker.
+const SUPERSEDED: &str = "superseded";
 
 /// What one job's run came to, waiting to be recorded.
 pub(super) struct Outcome {
@@ -218,8 +222,14 @@ fn record(conn: &mut AnyConnection, worker: &str, o: &Outcome) -> Result<Recorde
     let op = &decision.plan;
     let Some(result) = result else {
         // Already converged: the grant bookkeeping may still move on.
+        if !jobs::complete(conn, job, worker, &at)? {
+            // Taken over, and no call was made: the new holder decides.
+            return Ok(Recorded {
+                op: None,
+                outcome: SUPERSEDED,
+            });
+        }
         settle(conn, rt, job, decision, &at)?;
-        jobs::complete(conn, job, worker, &at)?;
         return Ok(Recorded {
             op: None,
             outcome: "success",
@@ -247,6 +257,9 @@ fn record(conn: &mut AnyConnection, worker: &str, o: &Outcome) -> Result<Recorde
     });
     let outcome = match result {
         Ok(applied) => {
+            if !jobs::complete(conn, job, worker, &at)? {
+                return late(conn, o, name, detail, &at);
+            }
             let remote_id = match op {
                 Plan::Create { .. } => applied.remote_id.clone(),
                 Plan::Update { remote_id, .. } | Plan::Delete { remote_id, .. } => {
@@ -308,7 +321,6 @@ fn record(conn: &mut AnyConnection, worker: &str, o: &Outcome) -> Result<Recorde
                 jobs::enqueue(conn, &job.tenant, &[app.to_string()], &groups, &at)?;
             }
             settle(conn, rt, job, decision, &at)?;
-            jobs::complete(conn, job, worker, &at)?;
             ("success".to_string(), "success")
         }
         Err(e) => {
@@ -324,13 +336,19 @@ fn record(conn: &mut AnyConnection, worker: &str, o: &Outcome) -> Result<Recorde
                 // A 404 on create means the endpoint is wrong, not that an
                 // account vanished: retrying at once would only spin.
                 ErrorKind::NotFound if matches!(op, Plan::Create { .. }) => Retry::Dead,
-                ErrorKind::NotFound => {
-                    // The account vanished from the app: forget it, so the
-                    // next attempt creates it again (or finds nothing to delete).
-                    store::delete_account(conn, app, &job.resource_id)?;
-                    Retry::At(at.clone())
-                }
+                // The account vanished from the app: forget it (below), so
+                // the next attempt creates it again (or finds nothing to delete).
+                ErrorKind::NotFound => Retry::At(at.clone()),
                 ErrorKind::Rejected | ErrorKind::Unauthorized => Retry::Dead,
+            };
+            // What the app may hold now: after a timeout or a 5xx it may
+            // have acted, so the doubt written before the call stays; after
+            // a refusal it did not, so the doubt is what it was before; an
+            // account found gone leaves nothing to doubt.
+            let inflight = match &e.kind {
+                ErrorKind::Transient => None,
+                ErrorKind::NotFound if !matches!(op, Plan::Create { .. }) => Some(None),
+                _ => Some(job.inflight.as_deref()),
             };
             let dead = matches!(retry, Retry::Dead);
             if dead {
@@ -339,15 +357,22 @@ fn record(conn: &mut AnyConnection, worker: &str, o: &Outcome) -> Result<Recorde
             } else {
                 tracing::info!(app, id = %job.resource_id, op = name, error = %e, attempt = job.attempts, "delivery failed; will retry");
             }
-            jobs::fail(
+            let held = jobs::fail(
                 conn,
                 job,
                 worker,
                 &retry,
                 &e.to_string(),
                 e.status.map(i64::from),
+                inflight,
                 &at,
             )?;
+            if !held {
+                return late(conn, o, name, detail, &at);
+            }
+            if e.kind == ErrorKind::NotFound && !matches!(op, Plan::Create { .. }) {
+                store::delete_account(conn, app, &job.resource_id)?;
+            }
             let counted = if dead { "dead_letter" } else { "retry" };
             (format!("failure: {}", e.message), counted)
         }
@@ -370,5 +395,49 @@ fn record(conn: &mut AnyConnection, worker: &str, o: &Outcome) -> Result<Recorde
     Ok(Recorded {
         op: Some(name),
         outcome: counted,
+    })
+}
+
+/// Records an outcome that came after the job's claim passed to another
+/// worker (this one's lease ran out during the call). The app may now hold
+/// what the call applied, which the new holder cannot know: nothing of it
+/// is recorded as applied, the call joins the job's doubt, and the job is
+/// due again, so whoever holds it converges from every state the app may be
+/// in (see `delivery::doubt`).
+fn late(
+    conn: &mut AnyConnection,
+    o: &Outcome,
+    name: &'static str,
+    mut detail: Value,
+    at: &str,
+) -> Result<Recorded, StoreError> {
+    let app = o.rt.policy.name.as_str();
+    let id = std::slice::from_ref(&o.job.resource_id);
+    let prior = jobs::find_job(conn, app, &o.job.resource_id)?
+        .and_then(|j| Doubt::parse(j.inflight.as_deref()));
+    jobs::enqueue(conn, &o.job.tenant, &[app.to_string()], id, at)?;
+    if let Some(d) = Doubt::before_call(prior.as_ref(), &o.decision.plan) {
+        jobs::set_inflight(conn, app, &o.job.resource_id, &d.to_json())?;
+    }
+    tracing::warn!(app, id = %o.job.resource_id, op = name,
+        "a delivery finished after its claim had passed to another worker; converging again");
+    detail["superseded"] = json!(true);
+    store::insert_audit(
+        conn,
+        &AuditEvent {
+            at: at.to_string(),
+            tenant: Some(o.job.tenant.clone()),
+            actor: "system/delivery".into(),
+            action: format!("delivery.{name}"),
+            resource_type: o.decision.kind.map(|k| k.name().to_string()),
+            resource_id: Some(o.job.resource_id.clone()),
+            outcome: SUPERSEDED.into(),
+            detail: Some(detail.to_string()),
+            app: Some(app.to_string()),
+        },
+    )?;
+    Ok(Recorded {
+        op: Some(name),
+        outcome: SUPERSEDED,
     })
 }

@@ -1,8 +1,10 @@
 //! A claimed batch, from decision to adapter call.
 //!
 //! ```text
-//! claimed jobs ─▶ prepare: one read decides them all (decide_batch)
+//! claimed jobs ─▶ prepare: one read decides them all (decide_batch),
+//!                 each plan adjusted for its job's doubt (doubt.rs)
 //!              ─▶ safety net: one transaction for the batch's deprovisions
+//!              ─▶ one transaction writes what each call may leave (inflight)
 //!              ─▶ call (one task per job, concurrently, rate-limited)
 //!              ─▶ Outcome ─▶ recorder (record.rs)
 //! ```
@@ -19,6 +21,7 @@ use super::{AppRuntime, Shared, Slot};
 use crate::adapters::{AdapterError, Applied, ErrorKind, OpContext};
 use crate::delivery::converge::Plan;
 use crate::delivery::decide::{Decision, decide_batch};
+use crate::delivery::doubt::{self, Doubt, Resolved};
 use crate::format::{now, timestamp as fmt_time};
 use crate::scim::service::Kind;
 use crate::store::jobs::{self, JobRow};
@@ -28,8 +31,58 @@ use crate::store::{self, AnyConnection, AuditEvent, StoreError};
 pub(super) struct Prepared {
     job: JobRow,
     decision: Decision,
+    /// Whether the app's state is not exactly the recorded one.
+    in_doubt: bool,
+    /// No account is recorded but a create may have made one: the call
+    /// asks the app first (the target and the states a create may have left).
+    locate: Option<(Option<serde_json::Value>, Vec<serde_json::Value>)>,
     /// Held while an approved deprovision is not yet recorded.
     ticket: Option<Slot>,
+}
+
+impl Prepared {
+    fn new(job: JobRow, mut decision: Decision) -> Self {
+        let prior = Doubt::parse(job.inflight.as_deref());
+        let plan = std::mem::replace(&mut decision.plan, Plan::Noop);
+        let (in_doubt, locate) =
+            match doubt::resolve(plan, decision.account.as_ref(), prior.as_ref()) {
+                Resolved::Plan { plan, in_doubt } => {
+                    decision.plan = plan;
+                    (in_doubt, None)
+                }
+                Resolved::Locate {
+                    kind,
+                    target,
+                    states,
+                } => {
+                    // Until the app answers: what the call may do.
+                    decision.plan = match &target {
+                        Some(account) => Plan::Create {
+                            kind,
+                            account: account.clone(),
+                        },
+                        None => Plan::Noop,
+                    };
+                    decision.kind = Some(kind);
+                    (true, Some((target, states)))
+                }
+            };
+        Self {
+            job,
+            decision,
+            in_doubt,
+            locate,
+            ticket: None,
+        }
+    }
+
+    /// What the job's doubt is while its call runs, when the call may act.
+    fn inflight(&self) -> Option<String> {
+        let prior = Doubt::parse(self.job.inflight.as_deref());
+        let acts = self.locate.is_some() || !matches!(self.decision.plan, Plan::Noop);
+        let next = Doubt::before_call(prior.as_ref(), &self.decision.plan)?;
+        (acts && Some(&next) != prior.as_ref()).then(|| next.to_json())
+    }
 }
 
 /// Decides every job of a claimed batch with one read, then lets the
@@ -58,15 +111,66 @@ pub(super) async fn prepare(
             return Vec::new();
         }
     };
-    let mut prepared: Vec<Prepared> = batch
+    let prepared: Vec<Prepared> = batch
         .into_iter()
         .zip(decisions)
-        .map(|(job, decision)| Prepared {
-            job,
-            decision,
-            ticket: None,
-        })
+        .map(|(job, decision)| Prepared::new(job, decision))
         .collect();
+    let prepared = safety_net(rt, shared, prepared).await;
+    mark_inflight(rt, shared, prepared).await
+}
+
+/// Writes, in one transaction, what each call of the batch may leave in
+/// the app, before any call is made; a job whose claim was taken over
+/// meanwhile is dropped. When the write fails no call is made (the claims'
+/// lease brings the jobs back).
+async fn mark_inflight(
+    rt: &Arc<AppRuntime>,
+    shared: &Arc<Shared>,
+    prepared: Vec<Prepared>,
+) -> Vec<Prepared> {
+    let marks: Vec<(usize, JobRow, String)> = prepared
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.job.clone(), p.inflight()?)))
+        .collect();
+    if marks.is_empty() {
+        return prepared;
+    }
+    let worker = shared.worker.clone();
+    let kept = shared
+        .db
+        .write(move |conn| {
+            let mut lost = Vec::new();
+            for (i, job, inflight) in &marks {
+                if !jobs::mark_inflight(conn, job, &worker, inflight)? {
+                    lost.push(*i);
+                }
+            }
+            Ok(lost)
+        })
+        .await;
+    match kept {
+        Ok(lost) => prepared
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !lost.contains(i))
+            .map(|(_, p)| p)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(app = %rt.policy.name, error = %e, "recording calls under way failed; the jobs will run again");
+            Vec::new()
+        }
+    }
+}
+
+/// The mass-deprovisioning safety net for a prepared batch: the jobs it
+/// lets through (deprovisions it approved carry their ticket).
+async fn safety_net(
+    rt: &Arc<AppRuntime>,
+    shared: &Arc<Shared>,
+    mut prepared: Vec<Prepared>,
+) -> Vec<Prepared> {
     if !rt.policy.safety.armed() || !prepared.iter().any(|p| p.decision.plan.deprovisions()) {
         return prepared;
     }
@@ -185,12 +289,34 @@ pub(super) async fn call(
 ) -> Health {
     let Prepared {
         job,
-        decision,
+        mut decision,
+        mut in_doubt,
+        locate,
         ticket,
     } = prepared;
     let revision = decision.account.as_ref().map_or(0, |a| a.revision) + 1;
     let started = Instant::now();
+    let mut failed = None;
+    let mut linked = false;
+    if let Some((target, states)) = locate {
+        let kind = decision.kind.unwrap_or(Kind::User);
+        let ctx = OpContext {
+            app: rt.policy.name.clone(),
+            identity: job.resource_id.clone(),
+            kind,
+            revision,
+            in_doubt: true,
+        };
+        match find_any(&*rt.adapter, &ctx, &states).await {
+            Ok(found) => {
+                linked = found.is_some();
+                (decision.plan, in_doubt) = doubt::located(kind, found, target, &states);
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
     let result: Option<Result<Applied, AdapterError>> = match &decision.plan {
+        _ if failed.is_some() => failed.map(Err),
         Plan::Noop => None,
         op => {
             if let Some(l) = &rt.limiter {
@@ -207,6 +333,7 @@ pub(super) async fn call(
                 identity: job.resource_id.clone(),
                 kind,
                 revision,
+                in_doubt,
             };
             match op {
                 Plan::Create { account, .. } => Some(rt.adapter.create(&ctx, account).await),
@@ -223,6 +350,13 @@ pub(super) async fn call(
             }
         }
     };
+    let result = result.map(|r| {
+        r.map(|mut applied| {
+            // An account a create in doubt made, found and brought in line.
+            applied.adopted |= linked;
+            applied
+        })
+    });
     let latency_ms = started.elapsed().as_millis() as u64;
     let health = match &result {
         None | Some(Ok(_)) => Health::Fine,
@@ -248,4 +382,19 @@ pub(super) async fn call(
         tracing::warn!(app = %rt.policy.name, "delivery recorder gone; the job will run again");
     }
     health
+}
+
+/// Asks the app for an account that one of `states` (newest first) may
+/// have made: the first found.
+async fn find_any(
+    adapter: &dyn crate::adapters::Adapter,
+    ctx: &OpContext,
+    states: &[serde_json::Value],
+) -> Result<Option<String>, AdapterError> {
+    for state in states.iter().rev() {
+        if let Some(id) = adapter.locate(ctx, state).await? {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
