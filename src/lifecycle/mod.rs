@@ -304,12 +304,22 @@ impl AppPolicy {
         account
     }
 
-    /// Whether rendering an identity for this app needs a user's `groups`.
+    /// Whether rendering or judging an identity for this app needs a
+    /// user's `groups`: its scope, its mapping or one of its rules reads them.
     pub fn needs_groups(&self) -> bool {
-        self.scope
-            .as_ref()
-            .is_some_and(|f| filter::mentions(f, "groups"))
+        let reads = |f: &Filter| filter::mentions(f, "groups");
+        self.scope.as_ref().is_some_and(reads)
             || self.mapping.reads("groups")
+            || self.rules.iter().any(|r| {
+                reads(&r.when)
+                    || r.expires_attribute.as_ref().is_some_and(|p| {
+                        let attr = match p {
+                            PatchPath::Attr(a) => a,
+                            PatchPath::Value(vp) => &vp.attr,
+                        };
+                        attr.name.eq_ignore_ascii_case("groups")
+                    })
+            })
     }
 
     /// Whether a rendered identity belongs in this app.

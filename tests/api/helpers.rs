@@ -579,6 +579,33 @@ impl TestApp {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// Waits until delivery has drained: no job of any of `apps` is
+    /// pending or running, so every outcome is committed (a job row goes
+    /// only with its outcome's transaction). A dead letter fails at once.
+    pub async fn drain(&self, apps: &[&str]) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let mut busy = Vec::new();
+            for app in apps {
+                let (status, s) = self.admin_get(&format!("/apps/{app}")).await;
+                assert_eq!(status, 200, "app {app}: {s}");
+                let j = &s["jobs"];
+                assert_eq!(j["dead"], 0, "a dead letter in {app}: {s}");
+                if j["pending"] != 0 || j["running"] != 0 {
+                    busy.push(format!("{app}: {j}"));
+                }
+            }
+            if busy.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "delivery did not drain: {busy:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// POST on the admin API; returns status and JSON body.
     pub async fn admin_post(&self, path: &str) -> (u16, Value) {
         let res = self

@@ -21,6 +21,7 @@ mod limits;
 mod metrics;
 mod multi_process;
 mod patch;
+mod policy_runs;
 mod process;
 mod properties;
 mod query;

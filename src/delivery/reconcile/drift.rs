@@ -55,6 +55,7 @@ pub fn compare(
             (d.cloned(), a.cloned())
         };
         let (d, a) = (d.unwrap_or(Value::Null), a.unwrap_or(Value::Null));
+        let a = decoded(&d, a);
         if same(&d, &a) {
             return;
         }
@@ -152,6 +153,21 @@ fn texts(v: &Value) -> BTreeSet<String> {
     }
 }
 
+/// A list or object the app keeps as JSON text (a SQL `TEXT` column holds
+/// what the adapter wrote, `[{"value":"eng"}]`), read back as JSON, when
+/// that is what is desired; anything else as it is.
+fn decoded(desired: &Value, actual: Value) -> Value {
+    match (&desired, &actual) {
+        (Value::Array(_) | Value::Object(_), Value::String(s)) => {
+            match serde_json::from_str::<Value>(s) {
+                Ok(v @ (Value::Array(_) | Value::Object(_))) => v,
+                _ => actual,
+            }
+        }
+        _ => actual,
+    }
+}
+
 fn has_objects(v: &Value) -> bool {
     v.as_array().is_some_and(|a| a.iter().any(Value::is_object))
 }
@@ -239,6 +255,24 @@ mod tests {
         assert_eq!(
             names(&compare(&desired, &actual, Some(&paths), "entitlements")),
             ["active", "emails", "name.familyName"]
+        );
+    }
+
+    #[test]
+    fn a_list_kept_as_json_text_is_compared_as_the_list() {
+        let desired = json!({"entitlements": [{"value": "eng"}, {"value": "vpn"}]});
+        let listed = vec!["entitlements".to_string()];
+        let same_text = json!({"entitlements": "[{\"value\":\"eng\"},{\"value\":\"vpn\"}]"});
+        assert!(compare(&desired, &same_text, Some(&listed), "entitlements").is_empty());
+        let other = json!({"entitlements": "[{\"value\":\"eng\"}]"});
+        let d = compare(&desired, &other, Some(&listed), "entitlements");
+        assert_eq!(names(&d), ["entitlements"]);
+        assert_eq!(d[0].missing, ["vpn"]);
+        // Text that is not JSON stays text.
+        let garbage = json!({"entitlements": "eng"});
+        assert_eq!(
+            names(&compare(&desired, &garbage, Some(&listed), "entitlements")),
+            ["entitlements"]
         );
     }
 
