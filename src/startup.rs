@@ -17,9 +17,14 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_http::error::DispatchError;
+use actix_http::{HttpService, Protocol};
+use actix_service::{ServiceFactoryExt as _, fn_service, map_config};
+use actix_tls::accept::TlsError;
+use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
+use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use anyhow::Context;
 
 use crate::config::{AppSettings, DeliverySettings, Settings, TokenHash};
@@ -29,6 +34,7 @@ use crate::http::body::BodyLimits;
 use crate::http::jwt::JwtKeys;
 use crate::http::metrics::MetricsAccess;
 use crate::http::rate_limit::RateLimiter;
+use crate::http::wire::ScimWire;
 use crate::http::{HttpSettings, configure, middleware};
 use crate::lifecycle::Apps;
 use crate::metrics::Metrics;
@@ -94,6 +100,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let http = HttpSettings {
             base_url: settings.server.base_url.clone(),
+            tls: tls.is_some(),
             limits: BodyLimits {
                 max_bytes: settings.server.max_body_bytes,
                 max_depth: settings.server.max_json_depth,
@@ -125,7 +132,7 @@ impl Application {
         let reg = web::Data::from(registry);
         let http = web::Data::new(http);
         let scrape = web::Data::new(metrics.clone());
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             App::new()
                 .wrap(from_fn(middleware::observe))
                 .app_data(tokens.clone())
@@ -139,22 +146,56 @@ impl Application {
                 .app_data(access.clone())
                 .app_data(limiter.clone())
                 .configure(configure)
-        })
-        // Signals are `run_until`'s: delivery must stop with the server.
-        .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_timeout_secs);
-        server = match tls {
-            Some(config) => server.listen_rustls_0_23(listener, config)?,
-            None => server.listen(listener)?,
         };
+        let timeouts = Timeouts {
+            head: Duration::from_millis(settings.server.header_timeout_ms),
+            disconnect: Duration::from_millis(settings.server.disconnect_timeout_ms),
+        };
+        // Signals are `run_until`'s: delivery must stop with the server.
+        let mut builder = actix_server::Server::build()
+            .disable_signals()
+            .shutdown_timeout(settings.server.shutdown_timeout_secs);
         if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
+            builder = builder.workers(settings.server.workers);
         }
-        server = server
-            .client_request_timeout(Duration::from_millis(settings.server.header_timeout_ms))
-            .client_disconnect_timeout(Duration::from_millis(
-                settings.server.disconnect_timeout_ms,
-            ));
+        // The HTTP service of one worker over one connection type.
+        macro_rules! http_service {
+            () => {
+                HttpService::build()
+                    .client_request_timeout(timeouts.head)
+                    .client_disconnect_timeout(timeouts.disconnect)
+                    .finish(map_config(app(), |_| AppConfig::default()))
+            };
+        }
+        // Every HTTP/1 connection goes through ScimWire (the parser's own
+        // 4xx answers become SCIM errors); HTTP/2 is negotiated by ALPN.
+        let server = match tls {
+            None => builder.listen("scim-gateway", listener, move || {
+                fn_service(|io: tokio::net::TcpStream| async move {
+                    let peer = io.peer_addr().ok();
+                    Ok::<_, DispatchError>((ScimWire::new(io), Protocol::Http1, peer))
+                })
+                .and_then(http_service!())
+            })?,
+            Some(mut config) => {
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                builder.listen("scim-gateway-tls", listener, move || {
+                    Acceptor::new(config.clone())
+                        .map_init_err(|_| ())
+                        .map_err(TlsError::into_service_error)
+                        .and_then(|io: TlsStream<tokio::net::TcpStream>| async move {
+                            let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                            let peer = io.get_ref().0.peer_addr().ok();
+                            Ok(if h2 {
+                                (ScimWire::passthrough(io), Protocol::Http2, peer)
+                            } else {
+                                (ScimWire::new(io), Protocol::Http1, peer)
+                            })
+                        })
+                        .and_then(http_service!().map_err(TlsError::Service))
+                })?
+            }
+        };
         Ok(Self {
             port,
             server: server.run(),
@@ -238,4 +279,13 @@ impl Application {
         tracing::info!("scim-gateway stopped");
         Ok(())
     }
+}
+
+/// The HTTP timeouts of a connection.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    /// For a request head to arrive.
+    head: Duration,
+    /// For a client to close after the answer.
+    disconnect: Duration,
 }

@@ -116,18 +116,17 @@ fn depth(bytes: &[u8]) -> usize {
     max
 }
 
-/// Accepts `application/scim+json`, `application/json` (and any `+json`);
-/// a missing Content-Type is tolerated, anything else is 415.
+/// Accepts `application/scim+json` and `application/json` (any parameters);
+/// a missing Content-Type is tolerated, anything else is 415: another
+/// JSON-based type (`application/json-patch+json`) means something else,
+/// and a type without its `application/` is not one.
 fn check_media_type(req: &HttpRequest) -> Result<(), ScimError> {
     let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
         return Ok(());
     };
     let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
     let essence = ct.split(';').next().unwrap_or("").trim();
-    if essence == "application/json"
-        || essence == "application/scim+json"
-        || essence.ends_with("+json")
-    {
+    if essence == "application/json" || essence == "application/scim+json" {
         Ok(())
     } else {
         Err(ScimError::new(

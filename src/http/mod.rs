@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod rate_limit;
 pub mod resources;
+pub mod wire;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -25,6 +26,8 @@ use crate::scim::service::Kind;
 pub struct HttpSettings {
     /// Public base URL (without `/scim/v2`), if configured.
     pub base_url: Option<String>,
+    /// Whether the listener terminates TLS (links then say `https`).
+    pub tls: bool,
     /// Body limits.
     pub limits: body::BodyLimits,
     /// Default page size, advertised in discovery.
@@ -43,7 +46,8 @@ pub fn base_url(req: &HttpRequest, settings: &HttpSettings) -> String {
         Some(b) => format!("{}/scim/v2", b.trim_end_matches('/')),
         None => {
             let info = req.connection_info();
-            format!("{}://{}/scim/v2", info.scheme(), info.host())
+            let scheme = if settings.tls { "https" } else { info.scheme() };
+            format!("{scheme}://{}/scim/v2", info.host())
         }
     }
 }

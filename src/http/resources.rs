@@ -29,9 +29,53 @@ impl FromRequest for Kind {
 }
 
 fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ScimError> {
+    // Decoding replaces bytes that are not UTF-8 with U+FFFD, which would
+    // let a filter on garbage succeed as a filter on something else.
+    for pair in req.query_string().split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !decodes_to_utf8(name) || !decodes_to_utf8(value) {
+            let detail = format!(
+                "The query parameter '{}' is not UTF-8 once percent-decoded.",
+                String::from_utf8_lossy(&percent_decode(name))
+            );
+            return Err(if name.eq_ignore_ascii_case("filter") {
+                ScimError::invalid_filter(detail)
+            } else {
+                ScimError::invalid_syntax(detail)
+            });
+        }
+    }
     web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .map_err(|e| ScimError::invalid_syntax(format!("The query string is malformed: {e}")))
+}
+
+/// The bytes of a form-encoded component (`+` is a space).
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+fn decodes_to_utf8(s: &str) -> bool {
+    std::str::from_utf8(&percent_decode(s)).is_ok()
 }
 
 fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {

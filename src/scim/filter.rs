@@ -176,20 +176,44 @@ fn unorderable(def: &AttrDef, path: &AttrPath) -> Result<(), ScimError> {
     Ok(())
 }
 
+/// A dateTime is compared with a dateTime: `meta.created gt "not-a-date"`
+/// is a client's mistake, not a filter that matches nothing.
+fn comparable(
+    def: &AttrDef,
+    path: &AttrPath,
+    op: &CompareOp,
+    value: &CompValue,
+) -> Result<(), ScimError> {
+    let compares = is_ordering(op) || matches!(op, CompareOp::Eq | CompareOp::Ne);
+    if def.kind != AttrType::DateTime || !compares {
+        return Ok(());
+    }
+    match value {
+        CompValue::Str(s) if parse_time(s).is_some() => Ok(()),
+        CompValue::Null if matches!(op, CompareOp::Eq | CompareOp::Ne) => Ok(()),
+        other => Err(ScimError::invalid_filter(format!(
+            "'{path}' is a dateTime: {other} is not one (use e.g. \"2026-01-31T00:00:00Z\")."
+        ))),
+    }
+}
+
 fn check_orderings(
     rt: &ResourceType,
     filter: &Filter,
     _parent: Option<&AttrDef>,
 ) -> Result<(), ScimError> {
     match filter {
-        Filter::Attr(AttrExp::Comparison(p, op, _)) if is_ordering(op) => match resolve(rt, p) {
+        Filter::Attr(AttrExp::Comparison(p, op, value)) => match resolve(rt, p) {
             Some(Target::Attr { attr, sub, .. }) => {
                 let leaf = match sub {
                     Some(s) => s,
                     None if attr.kind == AttrType::Complex => attr.sub("value").unwrap_or(attr),
                     None => attr,
                 };
-                unorderable(leaf, p)
+                if is_ordering(op) {
+                    unorderable(leaf, p)?;
+                }
+                comparable(leaf, p, op, value)
             }
             _ => Ok(()),
         },

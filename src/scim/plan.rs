@@ -540,9 +540,11 @@ mod tests {
             c(r#"meta.lastModified ge "2026-01-02T09:00:00.0005Z""#),
             col(Test::Gt("2026-01-02T09:00:00.000Z".into()))
         );
-        assert_eq!(
-            c(r#"meta.lastModified eq "yesterday""#),
-            Compiled::exact(Pred::False)
-        );
+        // A value that is no time is refused before planning (400)…
+        let reg = Registry::load(&ScimSettings::default()).unwrap();
+        let bad = parse(r#"meta.lastModified eq "yesterday""#).unwrap();
+        assert!(check(&reg.user, &bad).is_err());
+        // …and would plan to nothing if it got here.
+        assert_eq!(compile(&reg.user, &bad), Compiled::exact(Pred::False));
     }
 }

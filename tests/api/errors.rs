@@ -336,6 +336,43 @@ async fn text_plain_content_type_is_415_and_changes_nothing() {
     assert_eq!(app.get_ok(&format!("/Users/{id}")).await, user);
 }
 
+#[tokio::test]
+async fn json_types_that_are_not_scim_are_415_and_change_nothing() {
+    let app = spawn_app().await;
+    for content_type in [
+        "scim+json",
+        "application/json-patch+json",
+        "application/merge-patch+json",
+        "text/json",
+    ] {
+        let res = send_raw_body(
+            &app,
+            Method::POST,
+            "/Users",
+            content_type,
+            json!({"schemas": [USER_URN], "userName": "alice"}).to_string(),
+        )
+        .await;
+        assert_scim_error(res, 415, None).await;
+    }
+    assert_eq!(app.user_count().await, 0);
+    // The two SCIM media types, with parameters, still work.
+    for (i, content_type) in ["application/scim+json; charset=utf-8", "Application/JSON"]
+        .iter()
+        .enumerate()
+    {
+        let res = send_raw_body(
+            &app,
+            Method::POST,
+            "/Users",
+            content_type,
+            json!({"schemas": [USER_URN], "userName": format!("ok{i}")}).to_string(),
+        )
+        .await;
+        assert_eq!(res.status(), 201, "{content_type}");
+    }
+}
+
 // --- 400 invalidSyntax ------------------------------------------------------------
 
 #[tokio::test]
@@ -451,6 +488,44 @@ async fn bad_filter_is_400_invalid_filter() {
     assert_scim_error(res, 400, Some("invalidFilter")).await;
     let res = app.get("/Groups?filter=displayName%20co").await;
     assert_scim_error(res, 400, Some("invalidFilter")).await;
+}
+
+#[tokio::test]
+async fn a_filter_that_is_not_utf8_once_decoded_is_400_invalid_filter() {
+    let app = spawn_app().await;
+    app.create_user("bjensen").await;
+    // %FF, and a lone continuation byte: no UTF-8 text decodes to these.
+    for filter in ["userName%20eq%20%22%FF%22", "userName%20sw%20%22b%80%22"] {
+        let res = app.get(&format!("/Users?filter={filter}")).await;
+        let body = assert_scim_error(res, 400, Some("invalidFilter")).await;
+        assert!(body["detail"].as_str().unwrap().contains("UTF-8"), "{body}");
+    }
+    let res = app.get("/Users?count=1%FE").await;
+    assert_scim_error(res, 400, Some("invalidSyntax")).await;
+    // Percent-encoded UTF-8 is fine.
+    let res = app.get("/Users?filter=userName%20eq%20%22%C3%A9%22").await;
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn a_date_filter_with_a_value_that_is_not_a_date_is_400_invalid_filter() {
+    let app = spawn_app().await;
+    app.create_user("bjensen").await;
+    for filter in [
+        "meta.created%20gt%20%22not-a-date%22",
+        "meta.lastModified%20eq%20%22yesterday%22",
+        "meta.created%20lt%2042",
+    ] {
+        let res = app.get(&format!("/Users?filter={filter}")).await;
+        assert_scim_error(res, 400, Some("invalidFilter")).await;
+    }
+    let list = app
+        .list_ok(
+            "/Users",
+            &[("filter", "meta.created gt \"2000-01-01T00:00:00Z\"")],
+        )
+        .await;
+    assert_eq!(list["totalResults"], 1);
 }
 
 #[tokio::test]
@@ -606,4 +681,127 @@ async fn a_server_error_leaks_no_internals_and_stores_nothing() {
         assert!(!text.contains(secret), "{secret} leaked: {body}");
     }
     assert_eq!(app.user_count().await, 1);
+}
+
+// --- answers the HTTP parser gives before any route runs ---------------------------
+
+/// Sends raw bytes on a fresh connection (optionally holding the rest of
+/// the request back) and returns the status and the body of the answer.
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // The server may answer (and close) before it has read everything.
+    let _ = conn.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut answer),
+    )
+    .await
+    .expect("an answer within 10 s");
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/scim+json"),
+        "{head}"
+    );
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+    assert_eq!(
+        body["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
+    );
+    assert_eq!(body["status"], json!(status.to_string()), "{body}");
+    (status, head.to_string(), body)
+}
+
+#[tokio::test]
+async fn a_url_too_long_for_the_parser_is_414_with_a_scim_error() {
+    let app = spawn_app().await;
+    let filter = format!("userName eq \"{}\"", "a".repeat(500_000));
+    let request = format!(
+        "GET /scim/v2/Users?filter={} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        filter.replace(' ', "%20").replace('"', "%22"),
+        app.token
+    );
+    let (status, _, body) = raw_exchange(&app, request.as_bytes()).await;
+    assert_eq!(status, 414, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains(".search"),
+        "{body}"
+    );
+    // Within what the parser reads, the filter's own limit answers.
+    let filter = format!("userName eq \"{}\"", "a".repeat(20_000));
+    let res = app.list_with("/Users", &[("filter", &filter)]).await;
+    assert_scim_error(res, 400, Some("invalidFilter")).await;
+}
+
+#[tokio::test]
+async fn headers_too_large_malformed_or_with_nul_bytes_get_scim_errors() {
+    let app = spawn_app().await;
+    let big = format!(
+        "GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n",
+        "p".repeat(200_000)
+    );
+    let (status, _, _) = raw_exchange(&app, big.as_bytes()).await;
+    assert_eq!(status, 431);
+    let nul = b"GET /scim/v2/Users\0/x HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (status, _, _) = raw_exchange(&app, nul).await;
+    assert_eq!(status, 400);
+    let malformed = b"GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n";
+    let (status, _, _) = raw_exchange(&app, malformed).await;
+    assert_eq!(status, 400);
+    // A connection that answered well before still gets a SCIM error.
+    let two = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /scim/v2/Users?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "q".repeat(200_000)
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = conn.write_all(two.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut answer),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let second = &text[text.find("HTTP/1.1 4").expect("a second answer")..];
+    assert!(second.starts_with("HTTP/1.1 414"), "{second}");
+    assert!(
+        second.contains("urn:ietf:params:scim:api:messages:2.0:Error"),
+        "{second}"
+    );
+    assert_eq!(app.user_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_client_too_slow_with_its_head_gets_408_with_a_scim_error() {
+    let app = spawn_app_with(|s| s.server.header_timeout_ms = 300).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut answer),
+    )
+    .await
+    .expect("an answer")
+    .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    let body: Value = serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["status"], "408");
 }

@@ -424,6 +424,9 @@ fn random_filter() -> BoxedStrategy<String> {
             if a == "active" {
                 let op = if o == "ne" { "ne" } else { "eq" };
                 format!("active {op} {}", w.len() % 2 == 0)
+            } else if a == "meta.created" {
+                // A dateTime compares with a dateTime (anything else is 400).
+                format!("{a} {o} \"20{:02}-01-01T00:00:00Z\"", w.len() * 7 % 40)
             } else {
                 format!("{a} {o} \"{w}\"")
             }
