@@ -414,6 +414,22 @@ impl Run<'_> {
                 )
                 .await
             }
+            // A group deleted and made again (its members lose it, then
+            // some get it back).
+            88..91 => {
+                let (id, name) = self.groups[g].clone();
+                let res = self.up.delete(&format!("/Groups/{id}")).await;
+                assert_eq!(res.status(), 204);
+                let members: Vec<String> = self
+                    .users
+                    .clone()
+                    .into_iter()
+                    .filter(|_| self.rng.random_bool(0.3))
+                    .collect();
+                let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+                let again = self.up.create_group(&name, &refs).await;
+                self.groups[g].0 = again["id"].as_str().unwrap().to_string();
+            }
             // Deleted.
             83..88 => {
                 let res = self.up.delete(&format!("/Users/{user}")).await;
