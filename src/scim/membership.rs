@@ -168,7 +168,8 @@ impl Net<'_> {
         gone.sort();
         fresh.sort();
         store::delete_members(self.conn, self.group_id, &gone)?;
-        store::add_members(self.conn, self.group_id, &fresh)?;
+        // Looked up under the group's row lock: none of them is a member.
+        store::insert_members(self.conn, self.group_id, &fresh)?;
         gone.extend(fresh.into_iter().map(|(id, _)| id));
         Ok(gone)
     }

@@ -53,31 +53,46 @@ pub fn add_members(
             .filter(group_members::member_id.eq_any(ids))
             .select(group_members::member_id)
             .load(conn)?;
-        let rows: Vec<NewMember<'_>> = chunk
+        let fresh: Vec<(String, String)> = chunk
             .iter()
             .filter(|(id, _)| !existing.contains(id))
-            .map(|(id, kind)| NewMember {
-                group_id,
-                member_id: id,
-                member_type: kind,
-            })
+            .cloned()
             .collect();
-        // One member (what IdPs send most): a statement kept prepared; a
-        // multi-row insert's text depends on its row count and PostgreSQL
-        // parses and plans it every time.
-        if let [one] = rows.as_slice() {
-            added += on_backend!(conn, c => prepared!(
-                "INSERT INTO group_members (group_id, member_id, member_type) VALUES ($1, $2, $3)",
-            )
-            .bind::<diesel::sql_types::Text, _>(one.group_id)
-            .bind::<diesel::sql_types::Text, _>(one.member_id)
-            .bind::<diesel::sql_types::Text, _>(one.member_type)
-            .execute(c)?);
-            continue;
-        }
-        for rows in rows.chunks(100) {
-            added += batch_insert!(conn, group_members::table, rows);
-        }
+        added += insert_members(conn, group_id, &fresh)?;
+    }
+    Ok(added)
+}
+
+/// Inserts members the caller knows are not members yet (it read the
+/// group's membership under the group's row lock); returns how many.
+pub fn insert_members(
+    conn: &mut AnyConnection,
+    group_id: &str,
+    members: &[(String, String)],
+) -> Result<usize, StoreError> {
+    let rows: Vec<NewMember<'_>> = members
+        .iter()
+        .map(|(id, kind)| NewMember {
+            group_id,
+            member_id: id,
+            member_type: kind,
+        })
+        .collect();
+    // One member (what IdPs send most): a statement kept prepared; a
+    // multi-row insert's text depends on its row count and PostgreSQL
+    // parses and plans it every time.
+    if let [one] = rows.as_slice() {
+        return Ok(on_backend!(conn, c => prepared!(
+            "INSERT INTO group_members (group_id, member_id, member_type) VALUES ($1, $2, $3)",
+        )
+        .bind::<diesel::sql_types::Text, _>(one.group_id)
+        .bind::<diesel::sql_types::Text, _>(one.member_id)
+        .bind::<diesel::sql_types::Text, _>(one.member_type)
+        .execute(c)?));
+    }
+    let mut added = 0;
+    for rows in rows.chunks(100) {
+        added += batch_insert!(conn, group_members::table, rows);
     }
     Ok(added)
 }

@@ -73,7 +73,7 @@ pub use index::{
 };
 pub use members::{
     GroupRef, MemberRow, add_members, count_members, delete_all_members, delete_members,
-    find_group_ids_with_member, find_groups_of, find_member_ids, find_members,
+    find_group_ids_with_member, find_groups_of, find_member_ids, find_members, insert_members,
 };
 pub use resources::{
     ResourceRow, delete_resource, find_by_unique_key_with_groups, find_displays, find_kinds,
