@@ -11,7 +11,7 @@ use crate::helpers::*;
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-fn rule(name: &str, app: &str, when: &str, ents: &[&str]) -> RuleSettings {
+pub(crate) fn rule(name: &str, app: &str, when: &str, ents: &[&str]) -> RuleSettings {
     RuleSettings {
         name: name.into(),
         when: when.into(),

@@ -14,29 +14,17 @@ use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use scim_gateway::config::{
-    AdapterSettings, AppSettings, RuleSettings, Settings, SqlAdapterSettings,
-};
+use scim_gateway::config::{AdapterSettings, AppSettings, Settings, SqlAdapterSettings};
 use serde_json::{Value, json};
 
 use crate::adapters::Directory;
 use crate::delivery::{Downstream, downstream, scim_app};
 use crate::helpers::*;
+use crate::lifecycle::rule;
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const DEPARTMENTS: [&str; 3] = ["Engineering", "Sales", "Support"];
 const VPN: &str = "vpn-users";
-
-fn rule(name: &str, app: &str, when: &str, ents: &[&str]) -> RuleSettings {
-    RuleSettings {
-        name: name.into(),
-        when: when.into(),
-        app: app.into(),
-        entitlements: ents.iter().map(|e| e.to_string()).collect(),
-        duration: None,
-        expires_attribute: None,
-    }
-}
 
 /// (app, identity, entitlement): `""` is the account itself.
 type Grant = (String, String, String);
@@ -266,6 +254,15 @@ impl Run<'_> {
             .then(|| self.users[self.rng.random_range(0..self.users.len())].clone())
     }
 
+    /// About a third of the users, at random.
+    fn some_users(&mut self) -> Vec<String> {
+        let users = self.users.clone();
+        users
+            .into_iter()
+            .filter(|_| self.rng.random_bool(0.3))
+            .collect()
+    }
+
     fn department(&mut self) -> &'static str {
         DEPARTMENTS[self.rng.random_range(0..DEPARTMENTS.len())]
     }
@@ -367,10 +364,8 @@ impl Run<'_> {
             // Okta replaces the whole member list.
             60..65 => {
                 let members: Vec<Value> = self
-                    .users
-                    .clone()
+                    .some_users()
                     .into_iter()
-                    .filter(|_| self.rng.random_bool(0.3))
                     .map(|id| json!({"value": id}))
                     .collect();
                 self.patch_group(
@@ -383,10 +378,8 @@ impl Run<'_> {
             65..69 => {
                 let (id, name) = self.groups[g].clone();
                 let members: Vec<Value> = self
-                    .users
-                    .clone()
+                    .some_users()
                     .into_iter()
-                    .filter(|_| self.rng.random_bool(0.3))
                     .map(|id| json!({"value": id}))
                     .collect();
                 let res = self
@@ -420,12 +413,7 @@ impl Run<'_> {
                 let (id, name) = self.groups[g].clone();
                 let res = self.up.delete(&format!("/Groups/{id}")).await;
                 assert_eq!(res.status(), 204);
-                let members: Vec<String> = self
-                    .users
-                    .clone()
-                    .into_iter()
-                    .filter(|_| self.rng.random_bool(0.3))
-                    .collect();
+                let members = self.some_users();
                 let refs: Vec<&str> = members.iter().map(String::as_str).collect();
                 let again = self.up.create_group(&name, &refs).await;
                 self.groups[g].0 = again["id"].as_str().unwrap().to_string();
