@@ -12,6 +12,7 @@ pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+pub mod domain;
 pub mod error;
 pub mod format;
 pub mod http;

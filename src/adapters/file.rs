@@ -33,8 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Adapter, AdapterError, Applied, ErrorKind, OpContext};
 use crate::config::{AppSettings, FileAdapterSettings, FileFormat};
+use crate::domain::Kind;
 use crate::format::csv_field;
-use crate::scim::service::Kind;
 
 const DEFAULT_PATTERN: &str = "changes-{timestamp}-{seq}.{ext}";
 const FIXED_CSV_COLUMNS: [&str; 7] = [

@@ -32,7 +32,7 @@ use super::http::read_secret;
 use super::paths::{set_at, value_at};
 use super::{Adapter, AdapterError, Applied, ErrorKind, OpContext, RemoteAccount};
 use crate::config::{AppSettings, LdapAdapterSettings, LdapDisable};
-use crate::scim::service::Kind;
+use crate::domain::Kind;
 
 const DEFAULT_CLASSES: [&str; 4] = ["top", "person", "organizationalPerson", "inetOrgPerson"];
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::{AdapterSettings, AppSettings, DeliverySettings};
-use crate::scim::service::Kind;
+use crate::domain::Kind;
 
 /// What an operation is about, for adapters that need it (event ids, logs).
 #[derive(Debug, Clone)]

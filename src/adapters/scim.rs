@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use super::http::{client, read_secret, status_error, transport_error};
 use super::{Adapter, AdapterError, Applied, ErrorKind, OpContext, RemoteAccount};
 use crate::config::{ScimAdapterSettings, UpdateMethod};
-use crate::scim::service::Kind;
+use crate::domain::Kind;
 
 const SCIM_JSON: &str = "application/scim+json";
 const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";

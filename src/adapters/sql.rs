@@ -37,7 +37,7 @@ use super::http::read_secret;
 use super::paths::{set_at, value_at};
 use super::{Adapter, AdapterError, Applied, ErrorKind, OpContext, RemoteAccount};
 use crate::config::{AppSettings, SqlAdapterSettings, SqlDisable};
-use crate::scim::service::Kind;
+use crate::domain::Kind;
 
 /// A bind parameter.
 #[derive(Debug, Clone, PartialEq)]

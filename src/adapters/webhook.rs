@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::http::{client, read_secret, status_error, transport_error};
 use super::{Adapter, AdapterError, Applied, OpContext};
 use crate::config::WebhookSettings;
-use crate::scim::service::Kind;
+use crate::domain::Kind;
 
 /// A webhook endpoint with its signing secrets.
 pub struct WebhookAdapter {

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 
 use crate::config::LeaveAction;
+use crate::domain::Kind;
 use crate::lifecycle::AppPolicy;
-use crate::scim::service::Kind;
 use crate::store::AccountRow;
 
 /// What to do for one (app, identity).

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::converge::{Plan, Want, plan};
+use crate::domain::Kind;
 use crate::lifecycle::grants::{self, GrantPlan, Revocation};
 use crate::lifecycle::{AppPolicy, Wanted};
 use crate::scim::render::{Stored, render};
 use crate::scim::schema::Registry;
-use crate::scim::service::Kind;
 use crate::store::grants::GrantRow;
 use crate::store::{self, AccountRow, AnyConnection, GroupRef, ResourceRow, StoreError};
 

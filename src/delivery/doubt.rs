@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::converge::Plan;
-use crate::scim::service::Kind;
+use crate::domain::Kind;
 use crate::store::AccountRow;
 
 /// Most states a job keeps in doubt; beyond, the oldest are forgotten.

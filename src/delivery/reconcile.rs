@@ -39,10 +39,10 @@ use serde_json::{Value, json};
 use super::converge::Plan;
 use super::decide::decide;
 use crate::adapters::{Adapter, AdapterError, RemoteAccount};
+use crate::domain::Kind;
 use crate::format::timestamp as fmt_time;
 use crate::lifecycle::AppPolicy;
 use crate::scim::schema::Registry;
-use crate::scim::service::Kind;
 use crate::store::{self, AnyConnection, AuditEvent, Db, StoreError, account_status};
 
 pub use drift::AttributeDrift;

@@ -30,8 +30,8 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::jwt::{JwtKeys, Principal};
 use crate::config::{TokenHash, hash_token};
+use crate::domain::Actor;
 use crate::error::ScimError;
-use crate::scim::service::Actor;
 
 /// Secrets kept as SHA-256 hashes, each with what it stands for.
 #[derive(Debug)]

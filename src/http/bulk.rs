@@ -5,9 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::body::{BodyLimits, read_json};
 use super::{HttpSettings, base_url, json_bytes};
+use crate::domain::Actor;
 use crate::error::{SCIM_JSON, ScimError};
 use crate::scim::bulk;
-use crate::scim::service::{Actor, Service};
+use crate::scim::service::Service;
 
 /// `POST /Bulk`.
 pub async fn post_bulk(

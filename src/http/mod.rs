@@ -18,8 +18,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
 
+use crate::domain::Kind;
 use crate::error::{SCIM_JSON, ScimError};
-use crate::scim::service::Kind;
 
 /// HTTP-level settings the handlers need.
 #[derive(Debug, Clone)]

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, web};
 
 use crate::config::{Budget, RateLimitSettings};
+use crate::domain::Actor;
 use crate::error::ScimError;
-use crate::scim::service::Actor;
 
 /// One token bucket.
 #[derive(Debug, Clone, Copy)]

@@ -9,11 +9,12 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 
 use super::body::read_json;
 use super::{HttpSettings, base_url, json_bytes};
+use crate::domain::{Actor, Kind};
 use crate::error::{SCIM_JSON, ScimError};
 use crate::scim::list::{LIST_RESPONSE_URN, ListParams};
 use crate::scim::project::Projection;
 use crate::scim::render::{Stored, location, render, render_default};
-use crate::scim::service::{Actor, Kind, Load, Service};
+use crate::scim::service::{Load, Service};
 
 impl FromRequest for Kind {
     type Error = ScimError;

@@ -20,9 +20,9 @@ use serde_json::{Map, Value, json};
 use crate::config::{
     AdapterSettings, AppSettings, LeaveAction, LifecycleSettings, RuleSettings, parse_duration,
 };
+use crate::domain::Kind;
 use crate::scim::filter;
 use crate::scim::schema::{Registry, ResourceType};
-use crate::scim::service::Kind;
 pub use mapping::Mapping;
 
 /// The SCIM core User schema URN.

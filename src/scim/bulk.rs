@@ -11,7 +11,8 @@ use actix_web::http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::render::Stored;
-use super::service::{Actor, Kind, Load, Service};
+use super::service::{Load, Service};
+use crate::domain::{Actor, Kind};
 use crate::error::ScimError;
 
 /// URN of the BulkRequest message.

@@ -31,7 +31,8 @@ use super::list::{ListParams, SortKey, sort_key};
 use super::plan::{self, Compiled};
 use super::render::render;
 use super::schema::ResourceType;
-use super::service::{KeysetPage, Kind, Load, Page, keyset_page, load_side};
+use super::service::{KeysetPage, Load, Page, keyset_page, load_side};
+use crate::domain::Kind;
 use crate::store::query::{self, Order, Pred};
 use crate::store::{self, AnyConnection, StoreError};
 

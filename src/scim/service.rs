@@ -27,6 +27,7 @@ use super::schema::{Mutability, Registry, ResourceType};
 use super::search::{self, ListQuery};
 use crate::config::ScimSettings;
 use crate::delivery::Fanout;
+use crate::domain::{Actor, Kind};
 use crate::error::ScimError;
 use crate::format::now;
 use crate::lifecycle::AppPolicy;
@@ -34,48 +35,14 @@ use crate::store::{
     self, AnyConnection, AuditEvent, Db, GroupRef, IndexEntry, ResourceRow, StoreError,
 };
 
-/// Which resource type a request addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    User,
-    Group,
-}
-
-impl Kind {
-    /// The resource type name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::User => "User",
-            Kind::Group => "Group",
-        }
+/// Refuses writes with an app's pull token.
+fn writer(actor: &Actor) -> Result<(), ScimError> {
+    if actor.read_only() {
+        return Err(ScimError::forbidden(
+            "This token belongs to an app and may only read.",
+        ));
     }
-}
-
-/// Who is acting: the tenant and the token (by name, never the secret).
-#[derive(Debug, Clone)]
-pub struct Actor {
-    /// The tenant namespace.
-    pub tenant: String,
-    /// The token's configured name.
-    pub token_id: String,
-    /// For an app's pull token: the app, whose read-only view it sees.
-    pub app: Option<String>,
-}
-
-impl Actor {
-    fn label(&self) -> String {
-        format!("{}/{}", self.tenant, self.token_id)
-    }
-
-    /// Refuses writes with an app's pull token.
-    fn writer(&self) -> Result<(), ScimError> {
-        match &self.app {
-            Some(_) => Err(ScimError::forbidden(
-                "This token belongs to an app and may only read.",
-            )),
-            None => Ok(()),
-        }
-    }
+    Ok(())
 }
 
 /// What to load besides the document.
@@ -213,7 +180,7 @@ impl Service {
         body: Value,
         load: Load,
     ) -> Result<Stored, ScimError> {
-        actor.writer()?;
+        writer(actor)?;
         let n = normalize(self.rt(kind), &body)?;
         self.content_limits().check(&n)?;
         let reg = self.registry.clone();
@@ -396,7 +363,7 @@ impl Service {
         if_match: Option<String>,
         load: Load,
     ) -> Result<Stored, ScimError> {
-        actor.writer()?;
+        writer(actor)?;
         let n = normalize(self.rt(kind), &body)?;
         self.content_limits().check(&n)?;
         let reg = self.registry.clone();
@@ -448,7 +415,7 @@ impl Service {
         if_match: Option<String>,
         load: Load,
     ) -> Result<Stored, ScimError> {
-        actor.writer()?;
+        writer(actor)?;
         let ops = patch::parse(&body, PatchLimits::from_settings(&self.settings))?;
         let limits = self.content_limits();
         let reg = self.registry.clone();
@@ -497,7 +464,7 @@ impl Service {
         id: &str,
         if_match: Option<String>,
     ) -> Result<(), ScimError> {
-        actor.writer()?;
+        writer(actor)?;
         let tenant = actor.tenant.clone();
         let actor = actor.clone();
         let id = id.to_string();

@@ -16,7 +16,7 @@ use scim_gateway::config::{
     AdapterSettings, AppSettings, FileAdapterSettings, FileFormat, Settings, SqlAdapterSettings,
     SqlDisable,
 };
-use scim_gateway::scim::service::Kind;
+use scim_gateway::domain::Kind;
 use serde_json::{Value, json};
 
 use crate::helpers::*;

@@ -21,8 +21,8 @@ use super::{Report, audit};
 use crate::adapters::paths::set_at;
 use crate::adapters::{Adapter, OpContext};
 use crate::config::LeaveAction;
+use crate::domain::Kind;
 use crate::lifecycle::AppPolicy;
-use crate::scim::service::Kind;
 use crate::store::jobs;
 use crate::store::{self, Db, StoreError};
 

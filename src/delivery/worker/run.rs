@@ -22,8 +22,8 @@ use crate::adapters::{AdapterError, Applied, ErrorKind, OpContext};
 use crate::delivery::converge::Plan;
 use crate::delivery::decide::{Decision, decide_batch};
 use crate::delivery::doubt::{self, Doubt, Resolved};
+use crate::domain::Kind;
 use crate::format::{now, timestamp as fmt_time};
-use crate::scim::service::Kind;
 use crate::store::jobs::{self, JobRow};
 use crate::store::{self, AnyConnection, AuditEvent, StoreError};
 
