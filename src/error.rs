@@ -225,9 +225,24 @@ impl From<StoreError> for ScimError {
                 tracing::warn!(error = %cause, "store unavailable");
                 ScimError::unavailable()
             }
-            StoreError::Scim(e) => e,
+            StoreError::Dangling(cause) => {
+                tracing::debug!(error = %cause, "dangling reference");
+                ScimError::invalid_value("A referenced resource does not exist (any more).")
+            }
+            StoreError::Rejected(e) => match e.downcast::<ScimError>() {
+                Ok(e) => *e,
+                Err(other) => ScimError::internal(&other),
+            },
             other => ScimError::internal(&other),
         }
+    }
+}
+
+/// A SCIM error found inside a store transaction rolls it back and comes
+/// out of the store as it went in.
+impl From<ScimError> for StoreError {
+    fn from(e: ScimError) -> Self {
+        StoreError::Rejected(Box::new(e))
     }
 }
 
@@ -268,6 +283,19 @@ mod tests {
             assert_eq!(ScimError::bad_request(t, "x").body()["scimType"], s);
             assert_eq!(ScimError::bad_request(t, "x").body()["status"], "400");
         }
+    }
+
+    #[test]
+    fn a_scim_error_comes_out_of_the_store_as_it_went_in() {
+        let rejected = StoreError::from(ScimError::mutability("id is read-only"));
+        let back = ScimError::from(rejected);
+        assert_eq!(back.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(back.scim_type(), Some(ScimType::Mutability));
+        assert_eq!(back.body()["detail"], "id is read-only");
+
+        let dangling = ScimError::from(StoreError::Dangling("fk_members".into()));
+        assert_eq!(dangling.scim_type(), Some(ScimType::InvalidValue));
+        assert!(!dangling.body().to_string().contains("fk_members"));
     }
 
     #[test]

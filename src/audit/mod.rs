@@ -5,8 +5,10 @@
 //! (`store::insert_audit`). Each row carries its place in the chain
 //! (`chain_pos`), the hash of the row before it (`prev_hash`; 64 zeros for
 //! the first) and its own hash, SHA-256 over a length-prefixed encoding of
-//! every column plus `prev_hash` ([`hash`]). Editing a row breaks its hash;
-//! deleting, inserting or reordering rows breaks a link or leaves a gap in
+//! every column plus `prev_hash` ([`crate::store::chain`]: the store writes
+//! and seals rows, so the hash lives there and this module only reads it).
+//! Editing a row breaks its hash; deleting, inserting or reordering rows
+//! breaks a link or leaves a gap in
 //! the positions; deleting the newest rows leaves the chain short of its
 //! head. `audit verify` ([`verify`]) names the first such place.
 //!
@@ -51,7 +53,6 @@
 //! checkpoint (last pruned position and hash) from which the rest verifies.
 
 pub mod export;
-pub mod hash;
 pub mod prune;
 pub mod verify;
 

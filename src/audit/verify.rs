@@ -10,7 +10,7 @@
 use std::fmt;
 use std::io::BufRead;
 
-use super::hash::{GENESIS, chain_hash};
+use crate::store::chain::{GENESIS, chain_hash};
 use crate::store::{self, AnyConnection, AuditFilter, AuditRecord, ChainHead, StoreError};
 
 /// Where the checked stretch of the chain starts.

@@ -149,11 +149,6 @@ impl Mapping {
         Ok(Self { entries })
     }
 
-    /// Whether the identity passes through unmapped.
-    pub fn is_passthrough(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Whether any source path reads the attribute `name` (e.g. `groups`).
     pub fn reads(&self, name: &str) -> bool {
         let named = |p: &PatchPath| match p {

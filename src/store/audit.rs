@@ -18,10 +18,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 
 use super::StoreError;
+use super::chain::{ChainFields, GENESIS, chain_hash};
 use super::connection::{AnyConnection, write_tx};
 use super::prepared::prepared;
 use super::schema::audit_events;
-use crate::audit::hash::{ChainFields, GENESIS, chain_hash};
 
 /// One audit event. Never carries a secret: callers pass ids and outcomes only.
 #[derive(Debug, Clone, Insertable)]

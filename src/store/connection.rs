@@ -261,6 +261,16 @@ pub fn build_pool(settings: &DatabaseSettings, target: &Target) -> Pool {
         .build_unchecked(Manager::reader(target.clone()))
 }
 
+/// Runs `f` in a savepoint of the transaction `conn` is in: what `f`
+/// wrote stays when it succeeds and is undone when it fails, and the rest
+/// of the transaction goes on either way.
+pub fn savepoint<T>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.transaction(f)
+}
+
 /// Applies pending migrations; a no-op when the schema is current. On
 /// PostgreSQL an advisory lock keeps two processes starting at once from racing.
 pub fn run_migrations(conn: &mut AnyConnection) -> Result<usize, StoreError> {

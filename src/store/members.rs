@@ -115,14 +115,6 @@ pub fn delete_members(
     Ok(removed)
 }
 
-/// Removes every member of a group.
-pub fn delete_all_members(conn: &mut AnyConnection, group_id: &str) -> Result<usize, StoreError> {
-    Ok(
-        diesel::delete(group_members::table.filter(group_members::group_id.eq(group_id)))
-            .execute(conn)?,
-    )
-}
-
 /// Every member of a group with display names, in a stable order.
 pub fn find_members(
     conn: &mut AnyConnection,
@@ -167,14 +159,6 @@ pub fn find_member_ids(
     Ok(out)
 }
 
-/// Number of members of a group.
-pub fn count_members(conn: &mut AnyConnection, group_id: &str) -> Result<i64, StoreError> {
-    Ok(on_backend!(conn, c => group_members::table
-        .filter(group_members::group_id.eq(group_id))
-        .count()
-        .get_result(c)?))
-}
-
 /// The groups each of `member_ids` belongs to directly.
 pub fn find_groups_of(
     conn: &mut AnyConnection,
@@ -216,18 +200,4 @@ pub fn find_groups_of(
         );
     }
     Ok(out)
-}
-
-/// Ids of the groups (of a tenant) that have `member_id` as a direct member.
-pub fn find_group_ids_with_member(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    member_id: &str,
-) -> Result<Vec<String>, StoreError> {
-    Ok(group_members::table
-        .inner_join(resources::table.on(resources::id.eq(group_members::group_id)))
-        .filter(group_members::member_id.eq(member_id))
-        .filter(resources::tenant.eq(tenant))
-        .select(group_members::group_id)
-        .load(conn)?)
 }

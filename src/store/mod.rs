@@ -35,6 +35,7 @@ macro_rules! on_backend {
 
 mod accounts;
 mod audit;
+pub mod chain;
 mod connection;
 pub mod grants;
 mod index;
@@ -65,15 +66,15 @@ pub use audit::{
 use connection::connection_lost;
 pub use connection::{
     AnyConnection, Conn, Pool, Target, build_pool, has_pending_migrations, run_migrations,
-    target_of, write_tx,
+    savepoint, target_of, write_tx,
 };
 pub use index::{
-    IndexEntry, explain_eq_lookup, find_by_unique_key, insert_index, insert_unique_keys,
-    replace_index, replace_unique_keys,
+    IndexEntry, find_by_unique_key, insert_index, insert_unique_keys, replace_index,
+    replace_unique_keys,
 };
 pub use members::{
-    GroupRef, MemberRow, add_members, count_members, delete_all_members, delete_members,
-    find_group_ids_with_member, find_groups_of, find_member_ids, find_members, insert_members,
+    GroupRef, MemberRow, add_members, delete_members, find_groups_of, find_member_ids,
+    find_members, insert_members,
 };
 pub use resources::{
     ResourceRow, delete_resource, find_by_unique_key_with_groups, find_displays, find_kinds,
@@ -84,7 +85,6 @@ pub use resources::{
 pub use seal::{Backlog as SealBacklog, find_seal_backlog, seal_all};
 
 use crate::config::DatabaseSettings;
-use crate::error::ScimError;
 use connection::Manager;
 
 /// Errors from the store layer.
@@ -113,9 +113,16 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
     Migration(String),
-    /// A request-level error found while inside a transaction.
+    /// A row names another that does not exist (any more): a member or a
+    /// group deleted meanwhile.
+    #[error("dangling reference: {0}")]
+    Dangling(String),
+    /// The caller's own work refused the change inside the transaction
+    /// (a failed `If-Match`, an invalid value found under the row lock).
+    /// The store rolls back and hands the caller's error back untouched;
+    /// it never looks inside (`error.rs` turns it back into what it was).
     #[error("{0}")]
-    Scim(#[from] ScimError),
+    Rejected(Box<dyn std::error::Error + Send + Sync>),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(DieselError),
@@ -140,10 +147,8 @@ impl From<DieselError> for StoreError {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                 StoreError::Conflict("A resource with this value already exists.".into())
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
-                StoreError::Scim(ScimError::invalid_value(
-                    "A referenced resource does not exist (any more).",
-                ))
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+                StoreError::Dangling(info.message().to_string())
             }
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
                 StoreError::LockCycle(info.message().to_string())

@@ -39,8 +39,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
 
 use super::StoreError;
+use super::chain::{ChainFields, chain_hash};
 use super::connection::{AnyConnection, Manager, write_tx};
-use crate::audit::hash::{ChainFields, chain_hash};
 
 /// The advisory lock that makes one pass at a time seal, across all nodes.
 const SEAL_LOCK: i64 = 7_243_550_119;

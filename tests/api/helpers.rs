@@ -641,11 +641,6 @@ where
 
 // -- query plan helpers --
 impl TestApp {
-    /// The database's plan for the gateway's indexed `eq` look-up.
-    pub fn explain_eq_lookup(&self) -> String {
-        scim_gateway::store::explain_eq_lookup(&mut self.open_db()).expect("explain")
-    }
-
     /// The database's plan for the page query a User filter compiles to,
     /// and whether the filter compiled exactly.
     pub fn explain_user_filter(&self, filter: &str) -> (String, bool) {

@@ -14,17 +14,10 @@ use tokio::task::JoinSet;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::record::Outcome;
-use super::run::{call, prepare};
+use super::run::{Health, call, prepare};
 use super::{AppRuntime, EngineSettings, Shared, Slot, later};
 use crate::format::now;
 use crate::store::jobs;
-
-/// How a job ended, for the app's circuit breaker.
-pub(super) enum Health {
-    Fine,
-    Failing,
-    Throttled(Duration),
-}
 
 /// The app's circuit breaker: after a transient failure the app's loop
 /// claims nothing for a growing pause (at most 30 s), after a 429 for the

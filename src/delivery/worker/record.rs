@@ -16,7 +16,6 @@
 
 use std::time::Duration;
 
-use diesel::Connection;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -74,7 +73,7 @@ async fn record_batch(shared: &Shared, outcomes: Vec<Outcome>) {
         .write(move |conn| {
             let results: Vec<Result<Recorded, StoreError>> = outcomes
                 .iter()
-                .map(|o| conn.transaction(|c| record(c, &worker, o)))
+                .map(|o| store::savepoint(conn, |c| record(c, &worker, o)))
                 .collect();
             // A deadlock victim fails the whole write, so that the writer
             // runs it again instead of the job being delivered again.

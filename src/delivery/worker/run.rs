@@ -10,12 +10,11 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::app_loop::Health;
 use super::record::Outcome;
 use super::{AppRuntime, Shared, Slot};
 use crate::adapters::{AdapterError, Applied, ErrorKind, OpContext};
@@ -275,6 +274,13 @@ fn safety_check(
         )?;
     }
     Ok(verdicts)
+}
+
+/// How a job's call ended, for the app's circuit breaker (`app_loop`).
+pub(super) enum Health {
+    Fine,
+    Failing,
+    Throttled(Duration),
 }
 
 /// Carries out one prepared job's operation (waiting for the app's rate
