@@ -20,16 +20,18 @@
 //! (the row is there, the gateway never heard) links the row instead of
 //! inserting a second one. Only users are provisioned: groups are refused
 //! at start-up. Calls run on a small r2d2 pool in `spawn_blocking`.
+//!
+//! Here: the adapter and its calls. `statement` builds and runs the SQL
+//! text, `rows` holds the row-level steps, `errors` says what a database
+//! error means for delivery.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text};
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::sql_types::Text;
 use diesel::{PgConnection, SqliteConnection};
 use serde_json::{Map, Value};
 
@@ -38,166 +40,16 @@ use super::paths::{set_at, value_at};
 use super::{Adapter, AdapterError, Applied, ErrorKind, OpContext, RemoteAccount};
 use crate::config::{AppSettings, SqlAdapterSettings, SqlDisable};
 use crate::domain::Kind;
+use errors::{classify, groups_unsupported, pool_error};
+use rows::{create_in, exec_one, find_in};
+use statement::{Builder, Conn, Db, Options, SqlValue, Stmt, TypeRow, column, quote};
+pub use statement::{is_identifier, quote_table};
 
-/// A bind parameter.
-#[derive(Debug, Clone, PartialEq)]
-enum SqlValue {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Text(String),
-}
-
-impl SqlValue {
-    fn from_json(v: Option<&Value>) -> Self {
-        match v {
-            None | Some(Value::Null) => SqlValue::Null,
-            Some(Value::Bool(b)) => SqlValue::Bool(*b),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(i) => SqlValue::Int(i),
-                None => SqlValue::Float(n.as_f64().unwrap_or_default()),
-            },
-            Some(Value::String(s)) => SqlValue::Text(s.clone()),
-            Some(other) => SqlValue::Text(other.to_string()),
-        }
-    }
-
-    /// The text PostgreSQL casts to the column type.
-    fn as_text(&self) -> Option<String> {
-        match self {
-            SqlValue::Null => None,
-            SqlValue::Bool(b) => Some(b.to_string()),
-            SqlValue::Int(i) => Some(i.to_string()),
-            SqlValue::Float(f) => Some(f.to_string()),
-            SqlValue::Text(s) => Some(s.clone()),
-        }
-    }
-}
-
-/// A statement and its binds.
-#[derive(Debug, Default)]
-struct Stmt {
-    sql: String,
-    binds: Vec<SqlValue>,
-}
-
-#[derive(QueryableByName)]
-struct IdRow {
-    #[diesel(sql_type = Nullable<Text>)]
-    remote_id: Option<String>,
-}
-
-#[derive(QueryableByName)]
-struct ListRow {
-    #[diesel(sql_type = Nullable<Text>)]
-    remote_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    key_value: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    doc: Option<String>,
-}
-
-#[derive(QueryableByName)]
-struct TypeRow {
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = Text)]
-    ty: String,
-}
-
-/// What the adapter needs from a connection, per backend.
-trait Db: Sized {
-    fn exec(&mut self, s: &Stmt) -> QueryResult<usize>;
-    fn ids(&mut self, s: &Stmt) -> QueryResult<Vec<IdRow>>;
-    fn rows(&mut self, s: &Stmt) -> QueryResult<Vec<ListRow>>;
-    fn tx<T>(&mut self, f: impl FnOnce(&mut Self) -> QueryResult<T>) -> QueryResult<T>;
-}
-
-macro_rules! pg_query {
-    ($s:expr) => {{
-        let mut q = diesel::sql_query($s.sql.as_str()).into_boxed::<diesel::pg::Pg>();
-        for v in &$s.binds {
-            q = q.bind::<Nullable<Text>, _>(v.as_text());
-        }
-        q
-    }};
-}
-
-macro_rules! sqlite_query {
-    ($s:expr) => {{
-        let mut q = diesel::sql_query($s.sql.as_str()).into_boxed::<diesel::sqlite::Sqlite>();
-        for v in &$s.binds {
-            q = match v.clone() {
-                SqlValue::Null => q.bind::<Nullable<Text>, _>(None::<String>),
-                SqlValue::Bool(b) => q.bind::<Bool, _>(b),
-                SqlValue::Int(i) => q.bind::<BigInt, _>(i),
-                SqlValue::Float(f) => q.bind::<Double, _>(f),
-                SqlValue::Text(t) => q.bind::<Text, _>(t),
-            };
-        }
-        q
-    }};
-}
-
-impl Db for PgConnection {
-    fn exec(&mut self, s: &Stmt) -> QueryResult<usize> {
-        pg_query!(s).execute(self)
-    }
-    fn ids(&mut self, s: &Stmt) -> QueryResult<Vec<IdRow>> {
-        pg_query!(s).load(self)
-    }
-    fn rows(&mut self, s: &Stmt) -> QueryResult<Vec<ListRow>> {
-        pg_query!(s).load(self)
-    }
-    fn tx<T>(&mut self, f: impl FnOnce(&mut Self) -> QueryResult<T>) -> QueryResult<T> {
-        self.transaction(f)
-    }
-}
-
-impl Db for SqliteConnection {
-    fn exec(&mut self, s: &Stmt) -> QueryResult<usize> {
-        sqlite_query!(s).execute(self)
-    }
-    fn ids(&mut self, s: &Stmt) -> QueryResult<Vec<IdRow>> {
-        sqlite_query!(s).load(self)
-    }
-    fn rows(&mut self, s: &Stmt) -> QueryResult<Vec<ListRow>> {
-        sqlite_query!(s).load(self)
-    }
-    fn tx<T>(&mut self, f: impl FnOnce(&mut Self) -> QueryResult<T>) -> QueryResult<T> {
-        // IMMEDIATE: a deferred read-then-write fails with "locked" under
-        // concurrent writers instead of waiting for the busy timeout.
-        self.immediate_transaction(f)
-    }
-}
-
-/// Per-connection options: a statement timeout, so a lock held by the app
-/// cannot stall a delivery worker for ever.
-#[derive(Debug)]
-struct Options {
-    timeout: Duration,
-}
-
-impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for Options {
-    fn on_acquire(&self, c: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
-        c.batch_execute(&format!(
-            "SET statement_timeout = {}",
-            self.timeout.as_millis()
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
-    }
-}
-
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Options {
-    fn on_acquire(&self, c: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        c.batch_execute(&format!(
-            "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
-            self.timeout.as_millis()
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
-    }
-}
+mod errors;
+mod rows;
+mod statement;
+#[cfg(test)]
+mod tests;
 
 enum Backend {
     Pg(Pool<ConnectionManager<PgConnection>>),
@@ -222,39 +74,6 @@ struct Inner {
     types: Mutex<Option<Arc<HashMap<String, String>>>>,
 }
 
-/// Whether `s` is a plain SQL identifier: a letter or `_`, then letters,
-/// digits or `_`, at most 63 characters.
-pub fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    s.len() <= 63
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn quote(ident: &str) -> String {
-    format!("\"{ident}\"")
-}
-
-/// Quotes a configured table name (`table` or `schema.table`).
-pub fn quote_table(table: &str) -> anyhow::Result<String> {
-    let parts: Vec<&str> = table.split('.').collect();
-    anyhow::ensure!(
-        parts.len() <= 2 && parts.iter().all(|p| is_identifier(p)),
-        "sql table {table:?} must be a plain identifier, optionally schema-qualified"
-    );
-    Ok(parts.iter().map(|p| quote(p)).collect::<Vec<_>>().join("."))
-}
-
-fn column(name: &str) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        is_identifier(name),
-        "sql column {name:?} must be a plain identifier (letters, digits, underscore)"
-    );
-    Ok(name.to_string())
-}
-
 fn is_active(v: &Value) -> bool {
     v.get("active").and_then(Value::as_bool).unwrap_or(true)
 }
@@ -264,93 +83,6 @@ fn key_of(ctx: &OpContext, account: &Value) -> String {
         .get("externalId")
         .and_then(Value::as_str)
         .map_or_else(|| ctx.identity.clone(), str::to_string)
-}
-
-/// The error class of a failed statement.
-fn classify(e: &DieselError) -> AdapterError {
-    let (kind, msg) = match e {
-        DieselError::DatabaseError(kind, info) => {
-            let msg = info.message().to_string();
-            let kind = match kind {
-                DatabaseErrorKind::UniqueViolation
-                | DatabaseErrorKind::ForeignKeyViolation
-                | DatabaseErrorKind::NotNullViolation
-                | DatabaseErrorKind::CheckViolation => ErrorKind::Rejected,
-                DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection => {
-                    ErrorKind::Transient
-                }
-                _ => kind_of_message(&msg),
-            };
-            (kind, msg)
-        }
-        DieselError::NotFound => (ErrorKind::NotFound, e.to_string()),
-        DieselError::DeserializationError(_) | DieselError::SerializationError(_) => {
-            (ErrorKind::Rejected, e.to_string())
-        }
-        other => (ErrorKind::Transient, other.to_string()),
-    };
-    AdapterError {
-        kind,
-        status: None,
-        message: format!("sql: {msg}"),
-    }
-}
-
-/// Classifies a database message that carries no error code diesel knows.
-fn kind_of_message(msg: &str) -> ErrorKind {
-    let m = msg.to_ascii_lowercase();
-    const AUTH: &[&str] = &[
-        "permission denied",
-        "password authentication failed",
-        "no pg_hba.conf entry",
-        "authentication",
-        "readonly database",
-        "read-only",
-    ];
-    const TRANSIENT: &[&str] = &[
-        "deadlock",
-        "could not serialize",
-        "locked",
-        "busy",
-        "timeout",
-        "canceling statement",
-        "disk",
-        "full",
-        "i/o",
-        "connection",
-        "connect",
-        "terminating",
-        "shutting down",
-        "starting up",
-        "recovery",
-        "too many",
-        "out of memory",
-        "lock",
-    ];
-    if AUTH.iter().any(|a| m.contains(a)) {
-        ErrorKind::Unauthorized
-    } else if TRANSIENT.iter().any(|t| m.contains(t)) {
-        ErrorKind::Transient
-    } else {
-        ErrorKind::Rejected
-    }
-}
-
-fn pool_error(e: &r2d2::Error) -> AdapterError {
-    let msg = e.to_string();
-    let kind = match kind_of_message(&msg) {
-        ErrorKind::Unauthorized => ErrorKind::Unauthorized,
-        _ => ErrorKind::Transient,
-    };
-    AdapterError {
-        kind,
-        status: None,
-        message: format!("sql: no connection to the app's database: {msg}"),
-    }
-}
-
-fn groups_unsupported() -> AdapterError {
-    AdapterError::rejected("groups are not supported by this sql app")
 }
 
 impl SqlAdapter {
@@ -445,53 +177,6 @@ impl SqlAdapter {
         })
         .await
         .map_err(|e| AdapterError::transient(format!("sql task failed: {e}")))?
-    }
-}
-
-/// A checked-out connection of either backend.
-enum Conn<'a> {
-    Pg(&'a mut PgConnection),
-    Sqlite(&'a mut SqliteConnection),
-}
-
-/// Builds statements for one backend.
-struct Builder<'a> {
-    /// PostgreSQL: column → type to cast each bind to.
-    pg: Option<&'a HashMap<String, String>>,
-    stmt: Stmt,
-}
-
-impl<'a> Builder<'a> {
-    fn new(pg: Option<&'a HashMap<String, String>>) -> Self {
-        Self {
-            pg,
-            stmt: Stmt::default(),
-        }
-    }
-
-    fn push(&mut self, sql: &str) -> &mut Self {
-        self.stmt.sql.push_str(sql);
-        self
-    }
-
-    /// A placeholder for a value of `col` (cast to its type on PostgreSQL).
-    fn bind(&mut self, col: &str, v: SqlValue) -> Result<&mut Self, AdapterError> {
-        self.stmt.binds.push(v);
-        let n = self.stmt.binds.len();
-        match self.pg {
-            Some(types) => {
-                let ty = types.get(col).ok_or_else(|| {
-                    AdapterError::rejected(format!("sql: the table has no column {col:?}"))
-                })?;
-                self.stmt.sql.push_str(&format!("CAST(${n} AS {ty})"));
-            }
-            None => self.stmt.sql.push('?'),
-        }
-        Ok(self)
-    }
-
-    fn finish(self) -> Stmt {
-        self.stmt
     }
 }
 
@@ -699,69 +384,6 @@ fn loosely_equal(a: &Value, b: &Value) -> bool {
     a == b || norm(a) == norm(b)
 }
 
-fn create_in<C: Db>(
-    inner: &Inner,
-    c: &mut C,
-    pg: Option<&HashMap<String, String>>,
-    key: &str,
-    account: &Value,
-) -> Result<Applied, AdapterError> {
-    let row = inner.values(account, Some(key));
-    let mut find = Builder::new(pg);
-    inner.select_by_key(&mut find, key)?;
-    let find = find.finish();
-    let mut ins = Builder::new(pg);
-    inner.insert(&mut ins, &row)?;
-    let ins = ins.finish();
-    let mut upd = Builder::new(pg);
-    inner.update(&mut upd, &row, &inner.key, key)?;
-    let upd = upd.finish();
-    let attempt = |c: &mut C| {
-        c.tx(|c| {
-            let existing = c.ids(&find)?;
-            if let Some(found) = existing.into_iter().next() {
-                // The row is there (a crash after the insert, or made by
-                // hand): link it and bring it in line.
-                c.exec(&upd)?;
-                return Ok((found.remote_id, true));
-            }
-            let inserted = c.ids(&ins)?;
-            Ok((inserted.into_iter().next().and_then(|r| r.remote_id), false))
-        })
-    };
-    let (remote_id, adopted) = match attempt(c) {
-        // Inserted by someone else between our look-up and insert.
-        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-            attempt(c).map_err(|e| classify(&e))?
-        }
-        other => other.map_err(|e| classify(&e))?,
-    };
-    let remote_id =
-        remote_id.ok_or_else(|| AdapterError::rejected("sql: the id column is NULL"))?;
-    Ok(Applied {
-        remote_id: Some(remote_id),
-        adopted,
-        status: None,
-    })
-}
-
-/// The id of the row whose key is `key`, if there is one.
-fn find_in<C: Db>(
-    inner: &Inner,
-    c: &mut C,
-    pg: Option<&HashMap<String, String>>,
-    key: &str,
-) -> Result<Option<String>, AdapterError> {
-    let mut find = Builder::new(pg);
-    inner.select_by_key(&mut find, key)?;
-    let found = c.ids(&find.finish()).map_err(|e| classify(&e))?;
-    Ok(found.into_iter().next().and_then(|r| r.remote_id))
-}
-
-fn exec_one<C: Db>(c: &mut C, stmt: &Stmt) -> Result<usize, AdapterError> {
-    c.exec(stmt).map_err(|e| classify(&e))
-}
-
 /// What an update does.
 enum Change {
     Write(Value),
@@ -943,62 +565,5 @@ impl Adapter for SqlAdapter {
         paths.sort();
         paths.dedup();
         Some(paths)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn only_plain_identifiers_are_accepted() {
-        assert!(is_identifier("app_users"));
-        assert!(is_identifier("_x1"));
-        assert!(!is_identifier("1x"));
-        assert!(!is_identifier("users; DROP TABLE x"));
-        assert!(!is_identifier("a\"b"));
-        assert!(!is_identifier(""));
-        assert_eq!(quote_table("app.users").unwrap(), "\"app\".\"users\"");
-        assert!(quote_table("a.b.c").is_err());
-        assert!(quote_table("users--").is_err());
-    }
-
-    #[test]
-    fn database_messages_map_to_engine_classes() {
-        assert_eq!(kind_of_message("deadlock detected"), ErrorKind::Transient);
-        assert_eq!(kind_of_message("database is locked"), ErrorKind::Transient);
-        assert_eq!(
-            kind_of_message("could not connect to server: Connection refused"),
-            ErrorKind::Transient
-        );
-        assert_eq!(
-            kind_of_message("permission denied for table users"),
-            ErrorKind::Unauthorized
-        );
-        assert_eq!(
-            kind_of_message("column \"x\" of relation \"users\" does not exist"),
-            ErrorKind::Rejected
-        );
-        assert_eq!(
-            kind_of_message("value too long for type character varying(5)"),
-            ErrorKind::Rejected
-        );
-    }
-
-    #[test]
-    fn json_values_bind_with_their_type() {
-        assert_eq!(
-            SqlValue::from_json(Some(&json!(true))),
-            SqlValue::Bool(true)
-        );
-        assert_eq!(SqlValue::from_json(Some(&json!(3))), SqlValue::Int(3));
-        assert_eq!(SqlValue::from_json(None), SqlValue::Null);
-        assert_eq!(
-            SqlValue::from_json(Some(&json!([{"value": "a"}]))).as_text(),
-            Some(r#"[{"value":"a"}]"#.to_string())
-        );
-        assert!(loosely_equal(&json!(1), &json!(true)));
-        assert!(loosely_equal(&json!("disabled"), &json!("disabled")));
     }
 }
