@@ -1,19 +1,22 @@
 //! The binary's one-shot commands that read or repair what the gateway
 //! manages without starting a server: `plan`, `access-report` and
-//! `reconcile`. Each does what its admin endpoint does, on the database and
-//! adapters of the configuration file, so an operator can run it from a
-//! shell or a cron job (and a change can be reviewed before it is deployed).
+//! `reconcile`. Each calls the admin service ([`crate::admin`]) that its
+//! admin endpoint calls, on the database and adapters of the configuration
+//! file, so an operator can run it from a shell or a cron job (and a change
+//! can be reviewed before it is deployed). What is the command line's own
+//! stays here: opening one plain connection, the text form of a plan, and
+//! error messages that name the configuration.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::json;
 
+use crate::admin::{self, AdminError, AdminService, Caller, PlanOutcome};
 use crate::config::Settings;
-use crate::delivery::preview::{AppPreview, preview};
-use crate::delivery::{self, Report};
+use crate::delivery::{AppAdapters, Fanout, Report};
 use crate::lifecycle::{Apps, report};
 use crate::scim::schema::Registry;
 use crate::store::{AnyConnection, Db, Target, run_migrations};
@@ -64,69 +67,51 @@ impl std::str::FromStr for PlanFormat {
     }
 }
 
-/// What `plan` found: the operations per app of the candidate, and the apps
-/// of the current configuration that the candidate no longer has.
-#[derive(Debug)]
-pub struct PlanOutcome {
-    /// The operations per app.
-    pub apps: BTreeMap<String, AppPreview>,
-    /// Apps the candidate drops: the gateway would stop managing them and
-    /// leave their accounts as they are.
-    pub unmanaged: Vec<String>,
+/// A plan in `format`.
+pub fn render_plan(outcome: &PlanOutcome, format: PlanFormat) -> String {
+    match format {
+        PlanFormat::Json => {
+            json!({ "apps": outcome.apps, "unmanaged": outcome.unmanaged }).to_string() + "\n"
+        }
+        PlanFormat::Text => plan_text(outcome),
+    }
 }
 
-impl PlanOutcome {
-    /// Whether the candidate would change anything downstream.
-    pub fn changes(&self) -> bool {
-        self.apps.values().any(|a| !a.operations.is_empty())
-    }
-
-    /// The outcome in `format`.
-    pub fn render(&self, format: PlanFormat) -> String {
-        match format {
-            PlanFormat::Json => {
-                json!({ "apps": self.apps, "unmanaged": self.unmanaged }).to_string() + "\n"
+fn plan_text(outcome: &PlanOutcome) -> String {
+    let mut out = String::new();
+    for (app, p) in &outcome.apps {
+        if p.operations.is_empty() {
+            let _ = writeln!(out, "{app}: no changes");
+            continue;
+        }
+        let counts: Vec<String> = p.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let _ = writeln!(out, "{app}: {}", counts.join(", "));
+        for op in &p.operations {
+            let name = op.name.as_deref().unwrap_or("(deleted)");
+            let _ = write!(out, "  {:<8} {name} ({}): {}", op.op, op.id, op.reason);
+            if !op.changes.is_empty() {
+                let _ = write!(out, "; changes {}", op.changes.join(", "));
             }
-            PlanFormat::Text => self.text(),
+            for g in &op.grants_added {
+                let _ = write!(out, "; +{}", grant(g));
+            }
+            for g in &op.grants_revoked {
+                let _ = write!(out, "; -{}", grant(g));
+            }
+            out.push('\n');
         }
     }
-
-    fn text(&self) -> String {
-        let mut out = String::new();
-        for (app, p) in &self.apps {
-            if p.operations.is_empty() {
-                let _ = writeln!(out, "{app}: no changes");
-                continue;
-            }
-            let counts: Vec<String> = p.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-            let _ = writeln!(out, "{app}: {}", counts.join(", "));
-            for op in &p.operations {
-                let name = op.name.as_deref().unwrap_or("(deleted)");
-                let _ = write!(out, "  {:<8} {name} ({}): {}", op.op, op.id, op.reason);
-                if !op.changes.is_empty() {
-                    let _ = write!(out, "; changes {}", op.changes.join(", "));
-                }
-                for g in &op.grants_added {
-                    let _ = write!(out, "; +{}", grant(g));
-                }
-                for g in &op.grants_revoked {
-                    let _ = write!(out, "; -{}", grant(g));
-                }
-                out.push('\n');
-            }
-        }
-        for app in &self.unmanaged {
-            let _ = writeln!(
-                out,
-                "{app}: no longer configured; the gateway would stop managing it and leave its \
-                 accounts as they are"
-            );
-        }
-        if !self.changes() && self.unmanaged.is_empty() {
-            out.push_str("Nothing would change.\n");
-        }
-        out
+    for app in &outcome.unmanaged {
+        let _ = writeln!(
+            out,
+            "{app}: no longer configured; the gateway would stop managing it and leave its \
+             accounts as they are"
+        );
     }
+    if !outcome.changes() && outcome.unmanaged.is_empty() {
+        out.push_str("Nothing would change.\n");
+    }
+    out
 }
 
 /// A grant (`rule/entitlement`, an empty entitlement for the account
@@ -144,23 +129,13 @@ fn grant(g: &str) -> String {
 /// `current`. Performs nothing.
 pub fn plan(current: &Settings, candidate: &Settings) -> anyhow::Result<PlanOutcome> {
     let registry = Registry::load(&current.scim).context("loading schemas")?;
-    let apps = Apps::compile(
-        &registry,
-        &candidate.apps,
-        &candidate.rules,
-        &candidate.lifecycle,
-    )
-    .context("the candidate configuration")?;
-    let preview = with_conn(current, |conn| Ok(preview(conn, &registry, &apps)?))?;
-    let unmanaged = current
-        .apps
-        .iter()
-        .filter(|a| !candidate.apps.iter().any(|c| c.name == a.name))
-        .map(|a| a.name.clone())
-        .collect();
-    Ok(PlanOutcome {
-        apps: preview,
-        unmanaged,
+    let apps = admin::compile_candidate(&registry, candidate).map_err(|e| match e {
+        AdminError::Candidate(e) => e.context("the candidate configuration"),
+        other => other.into(),
+    })?;
+    let names: Vec<String> = current.apps.iter().map(|a| a.name.clone()).collect();
+    with_conn(current, |conn| {
+        Ok(admin::plan(conn, &registry, &apps, &names)?)
     })
 }
 
@@ -172,7 +147,18 @@ pub fn access_report(
     format: report::Format,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<usize> {
-    with_conn(settings, |conn| report::write(conn, tenant, format, out))
+    let caller = Caller::unrestricted(cli_actor());
+    with_conn(settings, |conn| {
+        admin::write_access_report(conn, &caller, tenant.map(str::to_string), format, out)
+    })
+}
+
+/// How the command line's admin actions are audited: `cli/<user>`.
+pub fn cli_actor() -> String {
+    format!(
+        "cli/{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
 }
 
 /// How `reconcile` prints its report.
@@ -230,12 +216,17 @@ pub async fn reconcile(
         &settings.lifecycle,
     )
     .context("in [[apps]]")?;
-    let policy = apps
-        .get(app)
-        .with_context(|| format!("app {app} is not compiled"))?;
     let adapter = crate::adapters::build(app_settings, &settings.delivery)
         .with_context(|| format!("app {app}"))?
         .with_context(|| format!("app {app} has no adapter: there is nothing to list"))?;
     let db = Db::open(&settings.database).context("opening the database")?;
-    Ok(delivery::reconcile(&db, &registry, policy, adapter.as_ref(), remediate, actor).await?)
+    let service = AdminService::new(
+        db,
+        registry,
+        Fanout::new(Arc::new(apps)),
+        AppAdapters::new(HashMap::from([(app.to_string(), adapter)])),
+    );
+    Ok(service
+        .reconcile_app(&Caller::unrestricted(actor), app, remediate)
+        .await?)
 }

@@ -5,9 +5,11 @@
 //! [`store`] (one transaction writes the change, its audit row and a sync job
 //! per app) → [`lifecycle`] (which apps, which account) → [`delivery`]
 //! (claim, converge, retry) → [`adapters`] (scim, webhook). [`audit`] stands
-//! beside them; [`metrics`], [`telemetry`] and [`tls`] serve operations.
+//! beside them; [`admin`] is the one admin service that the admin API and
+//! the CLI ([`commands`]) call; [`metrics`], [`telemetry`] and [`tls`] serve operations.
 
 pub mod adapters;
+pub mod admin;
 pub mod audit;
 pub mod commands;
 pub mod config;

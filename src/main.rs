@@ -391,7 +391,7 @@ fn plan_command(
         None => settings.clone(),
     };
     let outcome = commands::plan(settings, &candidate)?;
-    print!("{}", outcome.render(format));
+    print!("{}", commands::render_plan(&outcome, format));
     if exit_code && outcome.changes() {
         std::process::exit(2);
     }
@@ -406,11 +406,7 @@ async fn reconcile_command(
     format: &str,
 ) -> anyhow::Result<()> {
     let format: ReconcileFormat = format.parse().map_err(anyhow::Error::msg)?;
-    let actor = format!(
-        "cli/{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
-    let report = commands::reconcile(settings, app, remediate, &actor).await?;
+    let report = commands::reconcile(settings, app, remediate, &commands::cli_actor()).await?;
     match format {
         ReconcileFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         ReconcileFormat::Csv => print!("{}", report.to_csv()),

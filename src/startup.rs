@@ -27,6 +27,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use anyhow::Context;
 
+use crate::admin::AdminService;
 use crate::config::{AppSettings, DeliverySettings, Settings, TokenHash};
 use crate::delivery::{AppAdapters, Engine, Fanout};
 use crate::http::auth::{AdminTokens, TokenStore};
@@ -85,7 +86,7 @@ impl Application {
             fanout,
         };
         // Adapters are built (secrets read, URLs checked) before anything
-        // starts; the admin API keeps them for reconciliations.
+        // starts; the admin service keeps them for reconciliations.
         let mut adapters = std::collections::HashMap::new();
         for app in &settings.apps {
             if let Some(a) = crate::adapters::build(app, &settings.delivery)
@@ -94,7 +95,12 @@ impl Application {
                 adapters.insert(app.name.clone(), a);
             }
         }
-        let adapters = web::Data::new(AppAdapters::new(adapters));
+        let admin_service = web::Data::new(AdminService::new(
+            service.db.clone(),
+            registry.clone(),
+            service.fanout.clone(),
+            AppAdapters::new(adapters),
+        ));
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let port = listener.local_addr()?.port();
@@ -138,7 +144,7 @@ impl Application {
                 .app_data(tokens.clone())
                 .app_data(admin.clone())
                 .app_data(jwt.clone())
-                .app_data(adapters.clone())
+                .app_data(admin_service.clone())
                 .app_data(svc.clone())
                 .app_data(reg.clone())
                 .app_data(http.clone())

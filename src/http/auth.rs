@@ -29,6 +29,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::jwt::{JwtKeys, Principal};
+use crate::admin::Caller;
 use crate::config::{TokenHash, hash_token};
 use crate::domain::Actor;
 use crate::error::ScimError;
@@ -191,31 +192,28 @@ pub struct AdminCaller {
 }
 
 impl AdminCaller {
+    /// The caller as the admin service sees it: who acts, on which tenant.
+    pub fn scope(&self) -> Caller {
+        Caller {
+            actor: self.actor.clone(),
+            tenant: self.tenant.clone(),
+        }
+    }
+
     /// Whether the caller may see data of `tenant`.
     pub fn sees_tenant(&self, tenant: &str) -> bool {
-        self.tenant.as_deref().is_none_or(|t| t == tenant)
+        self.scope().sees_tenant(tenant)
     }
 
     /// The tenant filter to apply: the caller's own for a tenant-scoped
     /// caller (403 when the request asks for another), else the request's.
     pub fn tenant_filter(&self, requested: Option<String>) -> Result<Option<String>, ScimError> {
-        match (&self.tenant, requested) {
-            (None, requested) => Ok(requested),
-            (Some(own), Some(requested)) if *own != requested => Err(ScimError::forbidden(
-                format!("This token is limited to tenant '{own}'."),
-            )),
-            (Some(own), _) => Ok(Some(own.clone())),
-        }
+        Ok(self.scope().tenant_filter(requested)?)
     }
 
     /// 403 unless the caller may act on every tenant.
     pub fn require_all_tenants(&self) -> Result<(), ScimError> {
-        match &self.tenant {
-            None => Ok(()),
-            Some(own) => Err(ScimError::forbidden(format!(
-                "This token is limited to tenant '{own}'; this endpoint concerns every tenant."
-            ))),
-        }
+        Ok(self.scope().require_all_tenants()?)
     }
 }
 
